@@ -1,0 +1,156 @@
+//! `authhost bench`: a load generator for one callback of the loaded set.
+//!
+//! Pipelined mode (the default) keeps `--concurrency` requests in flight from one submitting
+//! thread through the non-blocking API; `--blocking` runs `--concurrency` threads that each
+//! make blocking calls. Latency is submission to decision.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use authhost::{Callback, Host, Outcome};
+use clap::Args;
+use serde_json::json;
+
+/// Options of `authhost bench`.
+#[derive(Args)]
+pub struct BenchArgs {
+    /// user_signup, user_login or new_node (or on_user_login …).
+    #[arg(long, default_value = "user_login")]
+    callback: String,
+    /// How many requests in all.
+    #[arg(long, default_value_t = 100_000)]
+    requests: u64,
+    /// Requests in flight at once (pipelined), or calling threads (--blocking).
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Call from --concurrency threads with blocking calls instead of pipelining.
+    #[arg(long)]
+    blocking: bool,
+    /// The callback's arguments (default: a sample login and node).
+    args: Vec<String>,
+}
+
+const DECISIONS: [&str; 8] = [
+    "user_id", "new_user", "not_authorized", "primary", "secondary", "async", "unauthorized", "error",
+];
+
+struct Tally {
+    latencies_ns: Vec<AtomicU64>,
+    decisions: [AtomicU64; 8],
+    first_error: std::sync::Mutex<Option<String>>,
+}
+
+impl Tally {
+    fn record(&self, index: u64, outcome: &Outcome) {
+        let ns = u64::try_from(outcome.elapsed.as_nanos()).unwrap_or(u64::MAX);
+        self.latencies_ns[index as usize].store(ns, Ordering::Relaxed);
+        let kind = DECISIONS.iter().position(|d| *d == outcome.decision.name()).unwrap_or(7);
+        self.decisions[kind].fetch_add(1, Ordering::Relaxed);
+        if let Some(error) = outcome.decision.error_cause() {
+            let mut first = self.first_error.lock().unwrap_or_else(|e| e.into_inner());
+            first.get_or_insert_with(|| error.message.clone());
+        }
+    }
+}
+
+/// Runs the benchmark and prints one JSON object.
+pub fn run(host: &Host, args: &BenchArgs) -> anyhow::Result<()> {
+    let callback = Callback::from_name(&args.callback)
+        .ok_or_else(|| anyhow::anyhow!("unknown callback {:?}", args.callback))?;
+    let call_args = arguments(callback, &args.args)?;
+    let concurrency = args.concurrency.max(1);
+    let tally = Arc::new(Tally {
+        latencies_ns: (0..args.requests).map(|_| AtomicU64::new(0)).collect(),
+        decisions: Default::default(),
+        first_error: Default::default(),
+    });
+    let started = Instant::now();
+    if args.blocking {
+        blocking(host, callback, &call_args, args.requests, concurrency, &tally);
+    } else {
+        pipelined(host, callback, &call_args, args.requests, concurrency, &tally);
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let mut latencies: Vec<u64> = tally.latencies_ns.iter().map(|l| l.load(Ordering::Relaxed)).collect();
+    latencies.sort_unstable();
+    let percentile = |p: f64| -> f64 {
+        if latencies.is_empty() {
+            return 0.0;
+        }
+        let i = ((latencies.len() as f64 - 1.0) * p).round() as usize;
+        latencies[i] as f64 / 1000.0
+    };
+    let decisions: serde_json::Map<String, serde_json::Value> = DECISIONS
+        .iter()
+        .zip(&tally.decisions)
+        .filter(|(_, n)| n.load(Ordering::Relaxed) > 0)
+        .map(|(name, n)| (name.to_string(), n.load(Ordering::Relaxed).into()))
+        .collect();
+    let report = json!({
+        "callback": callback.function_name(),
+        "mode": if args.blocking { "blocking" } else { "pipelined" },
+        "requests": args.requests,
+        "concurrency": concurrency,
+        "workers": host.status().workers,
+        "seconds": (seconds * 1000.0).round() / 1000.0,
+        "throughput_per_s": (args.requests as f64 / seconds).round(),
+        "latency_us": {
+            "p50": percentile(0.50), "p90": percentile(0.90), "p99": percentile(0.99), "max": percentile(1.0),
+        },
+        "decisions": decisions,
+        "first_error": *tally.first_error.lock().unwrap_or_else(|e| e.into_inner()),
+    });
+    println!("{report}");
+    Ok(())
+}
+
+fn arguments(callback: Callback, given: &[String]) -> anyhow::Result<[String; 2]> {
+    let defaults = match callback {
+        Callback::NewNode => [r#"{"public_key":"k"}"#, ""],
+        _ => [r#"{"name":"alice","password":"pw"}"#, r#"{"public_key":"k"}"#],
+    };
+    match given.len() {
+        0 => Ok(defaults.map(String::from)),
+        n if n == callback.arity() => {
+            Ok([given[0].clone(), given.get(1).cloned().unwrap_or_default()])
+        }
+        n => anyhow::bail!("{callback} takes {} argument(s), {n} given", callback.arity()),
+    }
+}
+
+fn pipelined(host: &Host, callback: Callback, args: &[String; 2], requests: u64, window: usize, tally: &Arc<Tally>) {
+    // Tokens bound the requests in flight: take one to submit, a completion gives it back.
+    let (tokens_back, tokens) = crossbeam_channel::bounded::<()>(window);
+    for _ in 0..window {
+        tokens_back.send(()).expect("the token channel is open");
+    }
+    for index in 0..requests {
+        tokens.recv().expect("the token channel is open");
+        let tally = tally.clone();
+        let tokens_back = tokens_back.clone();
+        host.call_async(callback, args.clone(), move |outcome| {
+            tally.record(index, &outcome);
+            let _ = tokens_back.send(());
+        });
+    }
+    for _ in 0..window {
+        let _ = tokens.recv_timeout(Duration::from_secs(60));
+    }
+}
+
+fn blocking(host: &Host, callback: Callback, args: &[String; 2], requests: u64, threads: usize, tally: &Arc<Tally>) {
+    let next = AtomicU64::new(0);
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| loop {
+                let index = next.fetch_add(1, Ordering::Relaxed);
+                if index >= requests {
+                    return;
+                }
+                let outcome = host.call(callback, args.clone());
+                tally.record(index, &outcome);
+            });
+        }
+    });
+}

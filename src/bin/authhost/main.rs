@@ -1,0 +1,144 @@
+//! `authhost`: check, call, benchmark and (later) serve a plugin set from the command line.
+//!
+//! Results go to stdout, logs and errors to stderr. Exit status: 0 success, 1 the plugin set
+//! does not load (or a check or test fails), 2 usage.
+
+mod bench;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use authhost::{engine::builtin_engines, Callback, Host, HostBuilder, PluginSet};
+use clap::{Args, Parser, Subcommand};
+
+/// Runs Lua and Python authorization policies for a replicated database.
+#[derive(Parser)]
+#[command(name = "authhost", version)]
+struct Cli {
+    #[command(flatten)]
+    options: HostOptions,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Options every command takes (contract §7).
+#[derive(Args, Clone)]
+struct HostOptions {
+    /// A plugin file (.lua, .py) or a directory of them.
+    #[arg(long, global = true, default_value = "plugins")]
+    plugins: PathBuf,
+    /// The application's SQLite database (`:memory:` for an in-memory one).
+    #[arg(long, global = true, default_value = "authhost.db")]
+    db: PathBuf,
+    /// Worker threads (default: the machine's cores).
+    #[arg(long, global = true)]
+    workers: Option<usize>,
+    /// Time from submission to decision, in milliseconds.
+    #[arg(long = "timeout-ms", global = true, default_value_t = 2000)]
+    timeout_ms: u64,
+    /// error, warn, info, debug or trace.
+    #[arg(long = "log-level", global = true, default_value = "info")]
+    log_level: log::LevelFilter,
+}
+
+impl HostOptions {
+    fn builder(&self, default_workers: Option<usize>) -> HostBuilder {
+        let mut builder = Host::builder()
+            .plugins(&self.plugins)
+            .db(&self.db)
+            .timeout(Duration::from_millis(self.timeout_ms));
+        if let Some(workers) = self.workers.or(default_workers) {
+            builder = builder.workers(workers);
+        }
+        builder
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Load the plugin set and print each plugin, its language and its callbacks.
+    Check,
+    /// Ask one callback and print the decision as one JSON line.
+    Call {
+        /// user_signup, user_login or new_node.
+        callback: String,
+        /// SIGNUP_INFO NODE_INFO, LOGIN_INFO NODE_INFO, or NODE_INFO (after `--` if one
+        /// begins with `-`).
+        args: Vec<String>,
+    },
+    /// Load-test a callback and print throughput and latency percentiles as JSON.
+    Bench(bench::BenchArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    env_logger::Builder::new()
+        .filter_level(cli.options.log_level)
+        .target(env_logger::Target::Stderr)
+        .init();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("authhost: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let options = cli.options;
+    match cli.command {
+        Command::Check => Ok(check(&options)),
+        Command::Call { callback, args } => {
+            let Some(callback) = Callback::from_name(&callback) else {
+                eprintln!("authhost: unknown callback {callback:?}: expected user_signup, user_login or new_node");
+                return Ok(ExitCode::from(2));
+            };
+            if args.len() != callback.arity() {
+                let usage = match callback {
+                    Callback::UserSignup => "user_signup SIGNUP_INFO NODE_INFO",
+                    Callback::UserLogin => "user_login LOGIN_INFO NODE_INFO",
+                    Callback::NewNode => "new_node NODE_INFO",
+                };
+                eprintln!("authhost: usage: authhost call {usage}");
+                return Ok(ExitCode::from(2));
+            }
+            let host = options.builder(Some(1)).build().context("the plugin set does not load")?;
+            let mut args = args.into_iter();
+            let first = args.next().unwrap_or_default();
+            let second = args.next().unwrap_or_default();
+            let outcome = host.call(callback, [first, second]);
+            println!("{}", outcome.to_json());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench(args) => {
+            let host = options.builder(None).build().context("the plugin set does not load")?;
+            bench::run(&host, &args)?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn check(options: &HostOptions) -> ExitCode {
+    let config = options.builder(Some(1)).config().clone();
+    match PluginSet::load(&builtin_engines(), &config, 1) {
+        Ok(set) => {
+            for plugin in set.plugins() {
+                let callbacks: Vec<&str> = plugin.callbacks.iter().map(|c| c.function_name()).collect();
+                println!(
+                    "{}\t{}\t{}",
+                    plugin.file.display(),
+                    plugin.language,
+                    if callbacks.is_empty() { "(no callbacks)".to_string() } else { callbacks.join(", ") }
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            println!("{e}");
+            ExitCode::from(1)
+        }
+    }
+}

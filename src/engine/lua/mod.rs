@@ -1,0 +1,298 @@
+//! The Lua engine: Lua 5.4 through mlua, one sandboxed interpreter per worker.
+//!
+//! Each plugin runs in its own environment table (its globals do not leak into another
+//! plugin's), is compiled once per interpreter, and its callbacks are kept as function
+//! handles. A count hook checks the request's deadline every few thousand instructions, so a
+//! runaway loop stops on time and the interpreter stays usable.
+
+mod api;
+mod json;
+mod sandbox;
+
+use std::cell::Cell;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Instant;
+
+use mlua::chunk::ChunkMode;
+use mlua::{Function, HookTriggers, Lua, LuaOptions, MultiValue, StdLib, Table, Value, VmState};
+
+use crate::completion::timeout_message;
+use crate::decision::{Callback, DecisionError, ErrorKind, ScriptValue};
+use crate::engine::{Call, Engine, Instance, Language, PluginSource, Prepared};
+use crate::error::Error;
+use crate::host::Config;
+
+/// How many VM instructions run between two deadline checks. A check reads the clock
+/// (~20 ns), so this keeps the hook's cost far below 1% while stopping a loop within
+/// microseconds of its deadline.
+const INSTRUCTIONS_PER_CHECK: u32 = 4096;
+
+/// Runs `.lua` plugins.
+pub struct LuaEngine;
+
+impl Engine for LuaEngine {
+    fn language(&self) -> Language {
+        Language::Lua
+    }
+
+    fn prepare(&self, plugins: Vec<PluginSource>, config: &Config) -> Result<Arc<dyn Prepared>, Error> {
+        // Validate in a throwaway interpreter: every file compiles and runs, and setup() is
+        // run here, once per load, before any worker sees the set.
+        let probe = LuaInstance::new(&plugins, config, true)?;
+        let callbacks = probe.defined_callbacks();
+        Ok(Arc::new(PreparedLua { plugins, callbacks }))
+    }
+}
+
+struct PreparedLua {
+    plugins: Vec<PluginSource>,
+    callbacks: Vec<Vec<Callback>>,
+}
+
+impl Prepared for PreparedLua {
+    fn callbacks(&self) -> Vec<Vec<Callback>> {
+        self.callbacks.clone()
+    }
+
+    fn instantiate(&self, config: &Config) -> Result<Box<dyn Instance>, Error> {
+        Ok(Box::new(LuaInstance::new(&self.plugins, config, false)?))
+    }
+}
+
+/// The deadline the count hook enforces, shared by the instance and its hook.
+pub(crate) struct Clock {
+    deadline: Cell<Instant>,
+    /// Set by the hook once the deadline passed; the sandbox's `pcall` re-raises while it is
+    /// set, so a script cannot swallow its own timeout.
+    expired: Cell<bool>,
+}
+
+impl Clock {
+    fn arm(&self, deadline: Instant) {
+        self.deadline.set(deadline);
+        self.expired.set(false);
+    }
+
+    pub(crate) fn expired(&self) -> bool {
+        self.expired.get()
+    }
+}
+
+/// One worker's Lua interpreter with every Lua plugin of a set loaded.
+struct LuaInstance {
+    lua: Lua,
+    /// Per plugin, its callback functions by [`Callback::index`].
+    functions: Vec<[Option<Function>; 3]>,
+    clock: Rc<Clock>,
+    memory_limit: usize,
+    timeout: std::time::Duration,
+}
+
+impl LuaInstance {
+    fn new(plugins: &[PluginSource], config: &Config, run_setup: bool) -> Result<Self, Error> {
+        let lua = Lua::new_with(
+            StdLib::STRING | StdLib::TABLE | StdLib::MATH | StdLib::UTF8 | StdLib::OS,
+            LuaOptions::new(),
+        )
+        .map_err(|e| Error::Config(format!("cannot start a Lua interpreter: {e}")))?;
+        let setup_error = |e: mlua::Error| Error::Config(format!("cannot prepare the Lua sandbox: {e}"));
+        lua.set_memory_limit(config.lua_memory_limit).map_err(setup_error)?;
+        let clock = Rc::new(Clock {
+            deadline: Cell::new(Instant::now() + config.timeout),
+            expired: Cell::new(false),
+        });
+        let hook_clock = clock.clone();
+        lua.set_global_hook(
+            HookTriggers::new().every_nth_instruction(INSTRUCTIONS_PER_CHECK),
+            move |_, _| {
+                if hook_clock.expired.get() || Instant::now() >= hook_clock.deadline.get() {
+                    hook_clock.expired.set(true);
+                    return Err(mlua::Error::runtime("timeout"));
+                }
+                Ok(VmState::Continue)
+            },
+        )
+        .map_err(setup_error)?;
+        sandbox::apply(&lua, clock.clone()).map_err(setup_error)?;
+        let shared_api = api::shared(&lua).map_err(setup_error)?;
+
+        let mut functions = Vec::with_capacity(plugins.len());
+        for plugin in plugins {
+            let path = plugin.display_path();
+            let load_error = |e: mlua::Error| Error::load(&plugin.path, &describe(&e));
+            let env = plugin_env(&lua, &shared_api, &path).map_err(setup_error)?;
+            clock.arm(Instant::now() + config.timeout);
+            lua.load(plugin.text.as_str())
+                .set_name(format!("@{path}"))
+                .set_mode(ChunkMode::Text)
+                .set_environment(env.clone())
+                .exec()
+                .map_err(|e| load_failure(&plugin.path, &e, &clock, config))?;
+            let mut found: [Option<Function>; 3] = [None, None, None];
+            for callback in Callback::ALL {
+                found[callback.index()] = match env.raw_get::<Value>(callback.function_name()).map_err(load_error)? {
+                    Value::Function(f) => Some(f),
+                    Value::Nil => None,
+                    other => {
+                        return Err(Error::load(
+                            &plugin.path,
+                            &format!("{callback} is a {}, expected a function", other.type_name()),
+                        ))
+                    }
+                };
+            }
+            if run_setup {
+                match env.raw_get::<Value>("setup").map_err(load_error)? {
+                    Value::Function(setup) => {
+                        clock.arm(Instant::now() + config.timeout);
+                        setup
+                            .call::<()>(())
+                            .map_err(|e| load_failure(&plugin.path, &e, &clock, config))?;
+                    }
+                    Value::Nil => {}
+                    other => {
+                        return Err(Error::load(
+                            &plugin.path,
+                            &format!("setup is a {}, expected a function", other.type_name()),
+                        ))
+                    }
+                }
+            }
+            functions.push(found);
+        }
+        Ok(LuaInstance {
+            lua,
+            functions,
+            clock,
+            memory_limit: config.lua_memory_limit,
+            timeout: config.timeout,
+        })
+    }
+
+    fn defined_callbacks(&self) -> Vec<Vec<Callback>> {
+        self.functions
+            .iter()
+            .map(|found| {
+                Callback::ALL
+                    .into_iter()
+                    .filter(|c| found[c.index()].is_some())
+                    .collect()
+            })
+            .collect()
+    }
+
+    fn call_error(&self, error: &mlua::Error) -> DecisionError {
+        if self.clock.expired() {
+            return DecisionError::new(ErrorKind::Timeout, timeout_message(self.timeout));
+        }
+        if is_memory_error(error) {
+            // Free what the script left behind so the next request starts clean.
+            let _ = self.lua.gc_collect();
+            return DecisionError::new(
+                ErrorKind::Memory,
+                format!(
+                    "out of memory: the script passed the Lua memory limit of {} MiB",
+                    self.memory_limit >> 20
+                ),
+            );
+        }
+        DecisionError::new(ErrorKind::Raised, describe(error))
+    }
+}
+
+impl Instance for LuaInstance {
+    fn call(&mut self, call: Call<'_>) -> Result<ScriptValue, DecisionError> {
+        let function = self.functions[call.plugin][call.callback.index()]
+            .as_ref()
+            .expect("the set routes a callback only to a plugin that defines it");
+        self.clock.arm(call.deadline);
+        let returned = match call.args {
+            [one] => function.call::<MultiValue>(one.as_str()),
+            [first, second] => function.call::<MultiValue>((first.as_str(), second.as_str())),
+            _ => unreachable!("callbacks take one or two arguments"),
+        };
+        match returned {
+            // Several return values: the first one decides, as in Lua's own calls.
+            Ok(values) => Ok(script_value(values.front().unwrap_or(&Value::Nil))),
+            Err(e) => Err(self.call_error(&e)),
+        }
+    }
+}
+
+fn plugin_env(lua: &Lua, shared_api: &Table, path: &str) -> mlua::Result<Table> {
+    let env = lua.create_table()?;
+    let meta = lua.create_table()?;
+    meta.raw_set("__index", lua.globals())?;
+    env.set_metatable(Some(meta))?;
+    env.raw_set("authhost", api::for_plugin(lua, shared_api, path)?)?;
+    env.raw_set("print", api::print_for(lua, path)?)?;
+    Ok(env)
+}
+
+fn load_failure(file: &std::path::Path, error: &mlua::Error, clock: &Clock, config: &Config) -> Error {
+    if clock.expired() {
+        return Error::load(file, &format!("timeout: still running after {} ms", config.timeout.as_millis()));
+    }
+    Error::load(file, &describe(error))
+}
+
+/// What a script returned, for the decision mapping.
+fn script_value(value: &Value) -> ScriptValue {
+    match value {
+        Value::Nil => ScriptValue::Nil,
+        Value::Boolean(b) => ScriptValue::Bool(*b),
+        Value::Integer(n) => ScriptValue::Int(*n),
+        Value::Number(x) => ScriptValue::Float(*x),
+        Value::String(s) => ScriptValue::Str(s.as_bytes().to_vec()),
+        other => ScriptValue::Other(other.type_name().to_string()),
+    }
+}
+
+fn is_memory_error(error: &mlua::Error) -> bool {
+    match error {
+        mlua::Error::MemoryError(_) => true,
+        mlua::Error::CallbackError { cause, .. } => is_memory_error(cause),
+        mlua::Error::WithContext { cause, .. } => is_memory_error(cause),
+        _ => false,
+    }
+}
+
+/// An mlua error as one line a policy author can act on: `FILE:LINE: message`.
+fn describe(error: &mlua::Error) -> String {
+    match error {
+        mlua::Error::RuntimeError(message) | mlua::Error::MemoryError(message) => {
+            without_traceback(message).to_string()
+        }
+        mlua::Error::SyntaxError { message, .. } => message.clone(),
+        mlua::Error::CallbackError { traceback, cause } => {
+            let message = describe(cause);
+            // Errors raised by Rust functions carry no position; take the script's own
+            // frame from the traceback so the author can find the call.
+            match script_position(traceback) {
+                Some(position) if !message.starts_with(&position) => format!("{position} {message}"),
+                _ => message,
+            }
+        }
+        mlua::Error::WithContext { context, cause } => format!("{context}: {}", describe(cause)),
+        other => other.to_string(),
+    }
+}
+
+fn without_traceback(message: &str) -> &str {
+    message.split("\nstack traceback:").next().unwrap_or(message)
+}
+
+/// The first `FILE:LINE:` of a traceback that points into a script rather than into C.
+fn script_position(traceback: &str) -> Option<String> {
+    traceback.lines().skip(1).find_map(|line| {
+        let line = line.trim();
+        if line.starts_with("[C]") {
+            return None;
+        }
+        let (file, rest) = line.split_once(':')?;
+        let (number, _) = rest.split_once(':')?;
+        number.parse::<u32>().ok()?;
+        Some(format!("{file}:{number}:"))
+    })
+}

@@ -1,0 +1,63 @@
+//! The Lua sandbox of contract §5: `string`, `table`, `math`, `utf8`, the safe base
+//! functions and `os.time`/`os.clock`/`os.date`; no `io`, no `debug`, no file or C-module
+//! loading, no bytecode.
+
+use std::rc::Rc;
+
+use mlua::{Function, Lua, Table, Value};
+
+use super::Clock;
+
+/// Base functions that reach outside the interpreter or around its limits.
+const REMOVED_GLOBALS: [&str; 6] = ["dofile", "loadfile", "require", "collectgarbage", "load", "warn"];
+
+/// `os` functions a policy may use: they read the clock and nothing else.
+const KEPT_OS_FUNCTIONS: [&str; 3] = ["time", "clock", "date"];
+
+/// Wraps `pcall`/`xpcall` so that a timeout cannot be caught, and `load` so that it takes
+/// only text. Runs once per interpreter with the real functions as its arguments.
+const WRAPPERS: &str = r#"
+local raw_pcall, raw_xpcall, raw_load, expired, error, type = ...
+local function rethrow_timeout(ok, ...)
+  if not ok and expired() then error("timeout", 0) end
+  return ok, ...
+end
+pcall = function(f, ...) return rethrow_timeout(raw_pcall(f, ...)) end
+xpcall = function(f, handler, ...) return rethrow_timeout(raw_xpcall(f, handler, ...)) end
+load = function(chunk, name, mode, env)
+  if type(chunk) ~= "string" then
+    error("load: only source text can be loaded in the sandbox", 2)
+  end
+  return raw_load(chunk, name, "t", env)
+end
+"#;
+
+/// Makes `lua`'s globals the sandbox. `clock` tells the `pcall` wrappers when time is up.
+pub(super) fn apply(lua: &Lua, clock: Rc<Clock>) -> mlua::Result<()> {
+    let globals = lua.globals();
+    let raw_load: Function = globals.raw_get("load")?;
+    for name in REMOVED_GLOBALS {
+        globals.raw_set(name, Value::Nil)?;
+    }
+    let os: Table = globals.raw_get("os")?;
+    let safe_os = lua.create_table()?;
+    for name in KEPT_OS_FUNCTIONS {
+        safe_os.raw_set(name, os.raw_get::<Value>(name)?)?;
+    }
+    globals.raw_set("os", safe_os)?;
+    let string: Table = globals.raw_get("string")?;
+    // string.dump makes bytecode; nothing in a policy needs it.
+    string.raw_set("dump", Value::Nil)?;
+
+    let expired = lua.create_function(move |_, ()| Ok(clock.expired()))?;
+    lua.load(WRAPPERS)
+        .set_name("=authhost sandbox")
+        .call::<()>((
+            globals.raw_get::<Function>("pcall")?,
+            globals.raw_get::<Function>("xpcall")?,
+            raw_load,
+            expired,
+            globals.raw_get::<Function>("error")?,
+            globals.raw_get::<Function>("type")?,
+        ))
+}

@@ -1,0 +1,147 @@
+//! Script engines: one per language, behind one small set of traits.
+//!
+//! The lifetimes are split by cost, as in wasmtime:
+//!
+//! - an [`Engine`] lives as long as the host and knows how to load its language;
+//! - [`Prepared`] is one plugin set's files of that language, compiled and validated once per
+//!   load, shared by every worker (`Send + Sync`);
+//! - an [`Instance`] is one worker's interpreter state for a prepared set. It is created on
+//!   the worker thread and never leaves it.
+//!
+//! The pool, the decision mapping and reloading only see these traits; nothing outside
+//! `engine::lua` and `engine::python` knows either language.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::decision::{Callback, DecisionError, ScriptValue};
+use crate::error::Error;
+use crate::host::Config;
+
+#[cfg(feature = "lua")]
+pub mod lua;
+#[cfg(feature = "python")]
+pub mod python;
+
+/// A policy language.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Language {
+    /// Lua 5.4, sandboxed (`.lua` files).
+    Lua,
+    /// CPython 3, trusted code (`.py` files).
+    Python,
+}
+
+impl Language {
+    /// The language of a plugin file, by its extension.
+    pub fn of_file(path: &std::path::Path) -> Option<Language> {
+        match path.extension()?.to_str()? {
+            "lua" => Some(Language::Lua),
+            "py" => Some(Language::Python),
+            _ => None,
+        }
+    }
+
+    /// The language's name as shown by `check` and `status`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Language::Lua => "lua",
+            Language::Python => "python",
+        }
+    }
+}
+
+impl fmt::Display for Language {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One plugin file, read from disk when its set was loaded.
+#[derive(Clone, Debug)]
+pub struct PluginSource {
+    /// The path as given or found (shown in messages, tags and decisions).
+    pub path: PathBuf,
+    /// The file's text.
+    pub text: String,
+}
+
+impl PluginSource {
+    /// The path as text, for messages and chunk names.
+    pub fn display_path(&self) -> String {
+        self.path.display().to_string()
+    }
+}
+
+/// One request as an engine instance sees it.
+#[derive(Clone, Copy, Debug)]
+pub struct Call<'a> {
+    /// Which callback.
+    pub callback: Callback,
+    /// Which plugin of this engine's prepared files defines it (an index into them).
+    pub plugin: usize,
+    /// The string arguments, exactly as received (`callback.arity()` of them).
+    pub args: &'a [String],
+    /// When the request's time runs out.
+    pub deadline: Instant,
+    /// Identifies this call to the engine's [`Interrupt`].
+    pub ticket: u64,
+}
+
+/// A language: loads that language's files of a plugin set.
+pub trait Engine: Send + Sync {
+    /// The language this engine runs.
+    fn language(&self) -> Language;
+
+    /// Compiles and validates `plugins` off to the side: runs each file, finds the callbacks
+    /// it defines and runs its `setup()`. Any failure is a load error naming the file.
+    fn prepare(&self, plugins: Vec<PluginSource>, config: &Config)
+        -> Result<Arc<dyn Prepared>, Error>;
+
+    /// Runs a worker thread's whole life. Engines that need per-thread set-up (Python attaches
+    /// each worker to the interpreter once) wrap `body`; the default just runs it.
+    fn run_worker(&self, body: &mut dyn FnMut()) {
+        body()
+    }
+}
+
+/// One set's plugins of one language, compiled and validated; shared by all workers.
+pub trait Prepared: Send + Sync {
+    /// The callbacks each plugin defines, in the order the plugins were given.
+    fn callbacks(&self) -> Vec<Vec<Callback>>;
+
+    /// Builds the calling worker's own instance. Called on the worker thread.
+    fn instantiate(&self, config: &Config) -> Result<Box<dyn Instance>, Error>;
+}
+
+/// One worker's interpreter state for a prepared set. Never crosses threads.
+pub trait Instance {
+    /// Runs one callback and returns what the script returned. Script errors, timeouts and
+    /// memory exhaustion come back as the `Err` side, with a message naming the cause.
+    fn call(&mut self, call: Call<'_>) -> Result<ScriptValue, DecisionError>;
+
+    /// A handle another thread can use to stop a call that passed its deadline, for engines
+    /// that cannot stop themselves (Lua checks its own deadline and returns `None`).
+    fn interrupter(&self) -> Option<Arc<dyn Interrupt>> {
+        None
+    }
+}
+
+/// Stops a running call from another thread (the pool's watchdog).
+pub trait Interrupt: Send + Sync {
+    /// Interrupts the call identified by `ticket`, if it is still running.
+    fn interrupt(&self, ticket: u64);
+}
+
+/// The engines compiled into this build, one per language.
+pub fn builtin_engines() -> Vec<Arc<dyn Engine>> {
+    #[allow(unused_mut)]
+    let mut engines: Vec<Arc<dyn Engine>> = Vec::new();
+    #[cfg(feature = "lua")]
+    engines.push(Arc::new(lua::LuaEngine));
+    #[cfg(feature = "python")]
+    engines.push(Arc::new(python::PythonEngine::new()));
+    engines
+}

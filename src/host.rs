@@ -1,0 +1,365 @@
+//! [`Host`]: the embedding API. Build one with [`Host::builder`], then ask it questions.
+//!
+//! ```no_run
+//! use authhost::{Host, UserDecision};
+//!
+//! let host = Host::builder().plugins("plugins").workers(2).build()?;
+//! let outcome = host.user_login(r#"{"name":"alice"}"#, r#"{"public_key":"k"}"#);
+//! match outcome.user() {
+//!     Some(UserDecision::UserId(id)) => println!("alice is user {id}"),
+//!     Some(other) => println!("refused: {other:?}"),
+//!     None => unreachable!("a user callback gets a user decision"),
+//! }
+//! # Ok::<(), authhost::Error>(())
+//! ```
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use serde_json::{json, Value};
+
+use crate::completion::{Completion, Done, Waiter};
+use crate::decision::{Callback, Outcome};
+use crate::engine::{builtin_engines, Engine};
+use crate::error::{Error, Result};
+use crate::plugins::{PluginInfo, PluginSet};
+use crate::pool::{Job, Pool};
+
+/// A host's settings. [`HostBuilder`] fills it; engines and workers read it.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Config {
+    /// A plugin file, or a directory of them.
+    pub plugins: PathBuf,
+    /// The application's SQLite database; `:memory:` is one in-memory database shared by the
+    /// whole process.
+    pub db: PathBuf,
+    /// How many worker threads answer requests.
+    pub workers: usize,
+    /// Time from submission to decision, queue wait included.
+    pub timeout: Duration,
+    /// Queue places per worker; past them requests are refused as overloaded.
+    pub queue_per_worker: usize,
+    /// Memory limit of each Lua interpreter, in bytes.
+    pub lua_memory_limit: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            plugins: PathBuf::from("plugins"),
+            db: PathBuf::from("authhost.db"),
+            workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            timeout: Duration::from_millis(2000),
+            queue_per_worker: 1024,
+            lua_memory_limit: 64 << 20,
+        }
+    }
+}
+
+/// Builds a [`Host`]: `Host::builder().plugins(…).workers(…).build()`.
+#[derive(Clone, Debug, Default)]
+pub struct HostBuilder {
+    config: Config,
+}
+
+impl HostBuilder {
+    /// The plugin file or directory (default `plugins`).
+    pub fn plugins(mut self, path: impl Into<PathBuf>) -> Self {
+        self.config.plugins = path.into();
+        self
+    }
+
+    /// The SQLite database file (default `authhost.db`; `:memory:` for an in-memory one).
+    pub fn db(mut self, path: impl Into<PathBuf>) -> Self {
+        self.config.db = path.into();
+        self
+    }
+
+    /// The number of workers (default: the machine's cores).
+    pub fn workers(mut self, workers: usize) -> Self {
+        self.config.workers = workers;
+        self
+    }
+
+    /// The timeout from submission to decision (default 2 s).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.config.timeout = timeout;
+        self
+    }
+
+    /// Queue places per worker (default 1024).
+    pub fn queue_per_worker(mut self, places: usize) -> Self {
+        self.config.queue_per_worker = places;
+        self
+    }
+
+    /// Memory limit of each Lua interpreter in bytes (default 64 MiB).
+    pub fn lua_memory_limit(mut self, bytes: usize) -> Self {
+        self.config.lua_memory_limit = bytes;
+        self
+    }
+
+    /// The configuration so far.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Loads the plugin set and starts the workers.
+    ///
+    /// # Failure
+    ///
+    /// A configuration that cannot work (no workers, a zero timeout) or a plugin set that
+    /// does not load.
+    pub fn build(self) -> Result<Host> {
+        let config = self.config;
+        if config.workers == 0 {
+            return Err(Error::Config("workers must be at least 1".into()));
+        }
+        if config.timeout.is_zero() {
+            return Err(Error::Config("the timeout must be more than 0 ms".into()));
+        }
+        let engines = builtin_engines();
+        let set = Arc::new(PluginSet::load(&engines, &config, 1)?);
+        let pool = Pool::start(config.clone(), engines.clone(), set);
+        Ok(Host {
+            inner: Arc::new(Inner {
+                config,
+                engines,
+                pool,
+                generations: AtomicU64::new(1),
+                reload: Mutex::new(ReloadState::default()),
+            }),
+        })
+    }
+}
+
+#[derive(Default)]
+struct ReloadState {
+    last_error: Option<String>,
+    reloads: u64,
+    failures: u64,
+}
+
+struct Inner {
+    config: Config,
+    engines: Vec<Arc<dyn Engine>>,
+    pool: Pool,
+    generations: AtomicU64,
+    /// Serializes reloads and keeps their outcome for `status`.
+    reload: Mutex<ReloadState>,
+}
+
+/// The authorization host: a live plugin set and the workers that run it.
+///
+/// Cheap to clone; clones share the same workers. The workers stop when the last clone is
+/// dropped (or at [`Host::shutdown`]), after the requests already queued are answered.
+#[derive(Clone)]
+pub struct Host {
+    inner: Arc<Inner>,
+}
+
+impl Host {
+    /// Starts building a host.
+    pub fn builder() -> HostBuilder {
+        HostBuilder::default()
+    }
+
+    /// The configuration the host runs with.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// Asks `on_user_signup(signup_info, node_info)` and waits for the decision.
+    pub fn user_signup(&self, signup_info: impl Into<String>, node_info: impl Into<String>) -> Outcome {
+        self.call(Callback::UserSignup, [signup_info.into(), node_info.into()])
+    }
+
+    /// Asks `on_user_login(login_info, node_info)` and waits for the decision.
+    pub fn user_login(&self, login_info: impl Into<String>, node_info: impl Into<String>) -> Outcome {
+        self.call(Callback::UserLogin, [login_info.into(), node_info.into()])
+    }
+
+    /// Asks `on_new_node(node_info)` and waits for the decision.
+    pub fn new_node(&self, node_info: impl Into<String>) -> Outcome {
+        self.call(Callback::NewNode, [node_info.into(), String::new()])
+    }
+
+    /// Asks `callback` with `args` (the second is ignored by `on_new_node`) and waits, at
+    /// most until the timeout, for the decision.
+    pub fn call(&self, callback: Callback, args: [String; 2]) -> Outcome {
+        let submitted = Instant::now();
+        let timeout = self.inner.config.timeout;
+        let (waiter, completion) = Waiter::new(callback, submitted);
+        self.submit(args, completion);
+        waiter.wait(submitted + timeout, timeout)
+    }
+
+    /// Asks `callback` with `args` without waiting: `done` runs with the decision on the
+    /// worker thread that made it (or, for a request refused at once as overloaded or
+    /// shutting down, on the calling thread; for a timeout, on the watchdog thread).
+    /// `done` should be quick and must not block on this host.
+    pub fn call_async(
+        &self,
+        callback: Callback,
+        args: [String; 2],
+        done: impl FnOnce(Outcome) + Send + 'static,
+    ) {
+        let completion = Completion::callback_target(callback, Instant::now(), Box::new(done) as Done);
+        self.submit(args, completion);
+    }
+
+    /// [`Host::user_signup`] without waiting; see [`Host::call_async`].
+    pub fn user_signup_async(
+        &self,
+        signup_info: impl Into<String>,
+        node_info: impl Into<String>,
+        done: impl FnOnce(Outcome) + Send + 'static,
+    ) {
+        self.call_async(Callback::UserSignup, [signup_info.into(), node_info.into()], done)
+    }
+
+    /// [`Host::user_login`] without waiting; see [`Host::call_async`].
+    pub fn user_login_async(
+        &self,
+        login_info: impl Into<String>,
+        node_info: impl Into<String>,
+        done: impl FnOnce(Outcome) + Send + 'static,
+    ) {
+        self.call_async(Callback::UserLogin, [login_info.into(), node_info.into()], done)
+    }
+
+    /// [`Host::new_node`] without waiting; see [`Host::call_async`].
+    pub fn new_node_async(&self, node_info: impl Into<String>, done: impl FnOnce(Outcome) + Send + 'static) {
+        self.call_async(Callback::NewNode, [node_info.into(), String::new()], done)
+    }
+
+    fn submit(&self, args: [String; 2], completion: Completion) {
+        let deadline = completion.submitted() + self.inner.config.timeout;
+        self.inner.pool.submit(Job {
+            args,
+            deadline,
+            completion,
+        });
+    }
+
+    /// The live plugin set.
+    pub fn plugin_set(&self) -> Arc<PluginSet> {
+        self.inner.pool.shared().sets.load_full()
+    }
+
+    /// Loads the plugins afresh, off to the side, and makes the new set live if it loads.
+    /// Requests already running finish on the old set.
+    ///
+    /// # Failure
+    ///
+    /// The load error (`FILE:LINE: message`); the running set stays live, and `status`
+    /// shows the error as `last_error` until a later load succeeds.
+    pub fn reload(&self) -> Result<Status> {
+        let mut state = self.inner.reload.lock().unwrap_or_else(|e| e.into_inner());
+        let generation = self.inner.generations.load(Ordering::Acquire) + 1;
+        match PluginSet::load(&self.inner.engines, &self.inner.config, generation) {
+            Ok(set) => {
+                self.inner.pool.shared().sets.store(Arc::new(set));
+                self.inner.generations.store(generation, Ordering::Release);
+                state.reloads += 1;
+                state.last_error = None;
+                log::info!("plugin set generation {generation} is live");
+            }
+            Err(e) => {
+                state.failures += 1;
+                state.last_error = Some(e.to_string());
+                log::error!("reload failed, keeping generation {}: {e}", generation - 1);
+                return Err(e);
+            }
+        }
+        drop(state);
+        Ok(self.status())
+    }
+
+    /// The host's state: the live set, the last load error, and counters.
+    pub fn status(&self) -> Status {
+        let set = self.plugin_set();
+        let reload = self.inner.reload.lock().unwrap_or_else(|e| e.into_inner());
+        let shared = self.inner.pool.shared();
+        Status {
+            ready: !shared.is_closing(),
+            generation: set.generation(),
+            loaded_at: set.loaded_at(),
+            workers: self.inner.pool.workers(),
+            plugins: set.plugins().to_vec(),
+            last_error: reload.last_error.clone(),
+            reloads: reload.reloads,
+            reload_failures: reload.failures,
+            queued: shared.queued(),
+            counters: shared.counters.to_json(),
+        }
+    }
+
+    /// Stops taking requests, answers those queued, and stops the workers. Later requests
+    /// get `error` ("the host is shutting down"). Dropping the last clone does the same.
+    pub fn shutdown(&self) {
+        self.inner.pool.shutdown();
+    }
+}
+
+/// A snapshot of a host's state, for `status`.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Status {
+    /// Whether the host takes requests.
+    pub ready: bool,
+    /// The live set's generation.
+    pub generation: u64,
+    /// When the live set was loaded.
+    pub loaded_at: SystemTime,
+    /// The number of workers.
+    pub workers: usize,
+    /// The live set's plugins.
+    pub plugins: Vec<PluginInfo>,
+    /// The last load error, until a later load succeeds.
+    pub last_error: Option<String>,
+    /// Reloads that made a new set live.
+    pub reloads: u64,
+    /// Reloads that failed and left the old set live.
+    pub reload_failures: u64,
+    /// Requests waiting in the queue.
+    pub queued: usize,
+    /// Requests per callback, decisions per kind, timeouts, refusals.
+    pub counters: Value,
+}
+
+impl Status {
+    /// The status as the JSON of contract §8.
+    pub fn to_json(&self) -> Value {
+        let loaded_at = self
+            .loaded_at
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let plugins: Vec<Value> = self
+            .plugins
+            .iter()
+            .map(|p| {
+                json!({
+                    "file": p.file.display().to_string(),
+                    "language": p.language.name(),
+                    "callbacks": p.callbacks.iter().map(|c| c.function_name()).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        json!({
+            "ready": self.ready,
+            "generation": self.generation,
+            "loaded_at_ms": loaded_at,
+            "workers": self.workers,
+            "plugins": plugins,
+            "last_error": self.last_error,
+            "reloads": self.reloads,
+            "reload_failures": self.reload_failures,
+            "queued": self.queued,
+            "counters": self.counters,
+        })
+    }
+}

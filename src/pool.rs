@@ -1,0 +1,451 @@
+//! The worker pool: threads that own interpreters, one bounded queue, and deadlines.
+//!
+//! Jobs cross threads over a crossbeam channel; interpreters never do. Each worker keeps one
+//! [`Instance`] per engine for the plugin set it last saw, and moves to a newer set before
+//! its next request, so a reload never interrupts a running call.
+//!
+//! Deadlines are enforced three ways, so that a caller never waits past its own: a job found
+//! expired in the queue is answered at once; engines stop their own scripts (Lua's hook); and
+//! a watchdog thread answers and interrupts calls that outlive their deadline (Python blocked
+//! in native code, say).
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+
+use crate::completion::{timeout_message, Completion};
+use crate::decision::{Decision, DecisionError, ErrorKind, Outcome};
+use crate::engine::{Call, Engine, Instance, Interrupt};
+use crate::host::Config;
+use crate::plugins::PluginSet;
+use crate::stats::Counters;
+
+/// How often the watchdog looks for calls past their deadline.
+const WATCHDOG_TICK: Duration = Duration::from_millis(2);
+
+/// One request waiting for a worker.
+pub(crate) struct Job {
+    /// The callback's arguments; `new_node` uses only the first.
+    pub args: [String; 2],
+    /// When the request's time runs out (submission + timeout).
+    pub deadline: Instant,
+    /// Where the answer goes.
+    pub completion: Completion,
+}
+
+enum Message {
+    Job(Job),
+    /// Sent once per worker at shutdown, behind every job already queued.
+    Stop,
+}
+
+/// A call a worker is running, visible to the watchdog.
+struct Running {
+    ticket: u64,
+    deadline: Instant,
+    completion: Completion,
+    interrupt: Option<Arc<dyn Interrupt>>,
+}
+
+/// State shared by the pool's handle, its workers and its watchdog.
+pub(crate) struct Shared {
+    config: Config,
+    engines: Vec<Arc<dyn Engine>>,
+    /// The live plugin set; reloads swap it.
+    pub sets: ArcSwap<PluginSet>,
+    pub counters: Counters,
+    receiver: Receiver<Message>,
+    running: Box<[Mutex<Option<Running>>]>,
+    handles: Mutex<Vec<JoinHandle<()>>>,
+    live_workers: Mutex<usize>,
+    workers_gone: Condvar,
+    closing: AtomicBool,
+    watchdog_stop: AtomicBool,
+    queue_capacity: usize,
+}
+
+/// The pool: submit jobs; shut down on drop.
+pub(crate) struct Pool {
+    shared: Arc<Shared>,
+    sender: Sender<Message>,
+    watchdog: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Pool {
+    /// Starts `config.workers` workers serving `set`.
+    pub fn start(config: Config, engines: Vec<Arc<dyn Engine>>, set: Arc<PluginSet>) -> Pool {
+        let workers = config.workers.max(1);
+        let queue_capacity = workers * config.queue_per_worker.max(1);
+        let (sender, receiver) = crossbeam_channel::bounded(queue_capacity);
+        let shared = Arc::new(Shared {
+            config,
+            engines,
+            sets: ArcSwap::new(set),
+            counters: Counters::new(workers),
+            receiver,
+            running: (0..workers).map(|_| Mutex::new(None)).collect(),
+            handles: Mutex::new(Vec::new()),
+            live_workers: Mutex::new(0),
+            workers_gone: Condvar::new(),
+            closing: AtomicBool::new(false),
+            watchdog_stop: AtomicBool::new(false),
+            queue_capacity,
+        });
+        for index in 0..workers {
+            spawn_worker(&shared, index);
+        }
+        let watchdog = {
+            let shared = shared.clone();
+            std::thread::Builder::new()
+                .name("authhost-watchdog".into())
+                .spawn(move || watchdog(&shared))
+                .expect("spawning the watchdog thread")
+        };
+        Pool {
+            shared,
+            sender,
+            watchdog: Mutex::new(Some(watchdog)),
+        }
+    }
+
+    /// The state shared with the workers.
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// The number of workers.
+    pub fn workers(&self) -> usize {
+        self.shared.running.len()
+    }
+
+    /// Queues a job, or answers it at once with `error` when the queue is full or the pool
+    /// is shutting down. Never blocks.
+    pub fn submit(&self, job: Job) {
+        if self.shared.closing.load(Ordering::Acquire) {
+            return self.shared.refuse(job.completion, ErrorKind::ShuttingDown, SHUTTING_DOWN);
+        }
+        match self.sender.try_send(Message::Job(job)) {
+            Ok(()) => {}
+            Err(TrySendError::Full(Message::Job(job))) => {
+                let message = format!(
+                    "overloaded: all {} queue places are taken",
+                    self.shared.queue_capacity
+                );
+                self.shared.refuse(job.completion, ErrorKind::Overloaded, message)
+            }
+            Err(TrySendError::Disconnected(Message::Job(job))) => {
+                self.shared.refuse(job.completion, ErrorKind::ShuttingDown, SHUTTING_DOWN)
+            }
+            Err(_) => unreachable!("only jobs are submitted"),
+        }
+    }
+
+    /// Stops taking jobs, lets queued and running ones finish (each bounded by its deadline),
+    /// then stops the workers and the watchdog. Idempotent.
+    pub fn shutdown(&self) {
+        if self.shared.closing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        for _ in 0..self.workers() {
+            // Blocks only while the queue is full, which the workers are draining.
+            let _ = self.sender.send(Message::Stop);
+        }
+        // A worker stuck in native code past its deadline is left behind rather than waited
+        // on forever: its caller has had its answer from the watchdog.
+        let grace = self.shared.config.timeout + Duration::from_secs(1);
+        let live = self.shared.live_workers.lock().unwrap_or_else(|e| e.into_inner());
+        let (live, _) = self
+            .shared
+            .workers_gone
+            .wait_timeout_while(live, grace, |live| *live > 0)
+            .unwrap_or_else(|e| e.into_inner());
+        if *live > 0 {
+            log::warn!("{} worker(s) still busy at shutdown; not waiting for them", *live);
+        }
+        drop(live);
+        let handles = std::mem::take(&mut *self.shared.handles.lock().unwrap_or_else(|e| e.into_inner()));
+        for handle in handles.into_iter().filter(|h| h.is_finished()) {
+            let _ = handle.join();
+        }
+        self.shared.watchdog_stop.store(true, Ordering::Release);
+        if let Some(watchdog) = self.watchdog.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            watchdog.thread().unpark();
+            let _ = watchdog.join();
+        }
+        // Jobs that raced with the stop messages: answer them rather than drop them.
+        while let Ok(message) = self.shared.receiver.try_recv() {
+            if let Message::Job(job) = message {
+                self.shared.refuse(job.completion, ErrorKind::ShuttingDown, SHUTTING_DOWN);
+            }
+        }
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+const SHUTTING_DOWN: &str = "the host is shutting down";
+
+impl Shared {
+    /// Answers a job that no plugin will see, counting it.
+    fn refuse(&self, completion: Completion, kind: ErrorKind, message: impl Into<String>) {
+        let callback = completion.callback();
+        let outcome = Outcome::failed(
+            callback,
+            DecisionError::new(kind, message),
+            completion.submitted().elapsed(),
+        );
+        self.counters
+            .record(self.counters.off_worker(), callback, &outcome.decision);
+        completion.complete(outcome);
+    }
+
+    /// How many requests wait in the queue.
+    pub fn queued(&self) -> usize {
+        self.receiver.len()
+    }
+
+    /// Whether the pool has begun shutting down.
+    pub fn is_closing(&self) -> bool {
+        self.closing.load(Ordering::Acquire)
+    }
+}
+
+fn spawn_worker(shared: &Arc<Shared>, index: usize) {
+    *shared.live_workers.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+    let for_thread = shared.clone();
+    let handle = std::thread::Builder::new()
+        .name(format!("authhost-worker-{index}"))
+        .spawn(move || {
+            let engines = for_thread.engines.clone();
+            let mut worker = Worker {
+                shared: for_thread,
+                index,
+                state: None,
+                failed_generation: None,
+                tickets: 0,
+            };
+            within_engines(&engines, &mut || worker.run());
+            let mut live = worker.shared.live_workers.lock().unwrap_or_else(|e| e.into_inner());
+            *live -= 1;
+            worker.shared.workers_gone.notify_all();
+        });
+    match handle {
+        Ok(handle) => shared
+            .handles
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(handle),
+        Err(e) => {
+            log::error!("cannot start worker {index}: {e}");
+            *shared.live_workers.lock().unwrap_or_else(|e| e.into_inner()) -= 1;
+        }
+    }
+}
+
+/// Runs `body` inside every engine's per-thread set-up, innermost last.
+fn within_engines(engines: &[Arc<dyn Engine>], body: &mut dyn FnMut()) {
+    match engines.split_first() {
+        None => body(),
+        Some((first, rest)) => first.run_worker(&mut || within_engines(rest, body)),
+    }
+}
+
+/// One worker's interpreters for one plugin set.
+struct WorkerState {
+    set: Arc<PluginSet>,
+    instances: Vec<Box<dyn Instance>>,
+    /// Plugin file names, ready to copy into outcomes.
+    plugin_names: Vec<String>,
+}
+
+struct Worker {
+    shared: Arc<Shared>,
+    index: usize,
+    state: Option<WorkerState>,
+    failed_generation: Option<u64>,
+    tickets: u64,
+}
+
+impl Worker {
+    fn run(&mut self) {
+        loop {
+            let job = match self.shared.receiver.recv() {
+                Ok(Message::Job(job)) => job,
+                Ok(Message::Stop) | Err(_) => return,
+            };
+            let served = catch_unwind(AssertUnwindSafe(|| self.serve(job)));
+            if let Err(panic) = served {
+                let message = panic_message(&panic);
+                log::error!("worker {} failed: {message}; replacing it", self.index);
+                if let Some(running) = self.running().take() {
+                    self.shared.refuse(
+                        running.completion,
+                        ErrorKind::WorkerFailed,
+                        format!("the worker failed: {message}"),
+                    );
+                }
+                // The interpreters may be half-way through something: start afresh on a new
+                // thread rather than reuse them.
+                let state = self.state.take();
+                let _ = catch_unwind(AssertUnwindSafe(move || drop(state)));
+                spawn_worker(&self.shared, self.index);
+                return;
+            }
+        }
+    }
+
+    fn running(&self) -> std::sync::MutexGuard<'_, Option<Running>> {
+        self.shared.running[self.index]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn serve(&mut self, job: Job) {
+        let Job {
+            args,
+            deadline,
+            completion,
+        } = job;
+        let callback = completion.callback();
+        if Instant::now() >= deadline {
+            let message = timeout_message(self.shared.config.timeout);
+            return self.shared.refuse(completion, ErrorKind::Timeout, message);
+        }
+        self.follow_live_set();
+        let Some(state) = self.state.as_mut() else {
+            return self.shared.refuse(
+                completion,
+                ErrorKind::WorkerFailed,
+                "the worker could not build its interpreters; see the log",
+            );
+        };
+        let Some(route) = state.set.route(callback) else {
+            let message = format!("no plugin defines {callback}");
+            return self
+                .shared
+                .refuse(completion, ErrorKind::MissingCallback, message);
+        };
+        self.tickets += 1;
+        let ticket = self.tickets;
+        let instance = &mut state.instances[route.engine];
+        *self.shared.running[self.index]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(Running {
+            ticket,
+            deadline,
+            completion,
+            interrupt: instance.interrupter(),
+        });
+        let returned = instance.call(Call {
+            callback,
+            plugin: route.plugin,
+            args: &args[..callback.arity()],
+            deadline,
+            ticket,
+        });
+        let running = self.shared.running[self.index]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        // None: the watchdog answered at the deadline, and this late result goes nowhere.
+        let Some(running) = running else { return };
+        let decision = match returned {
+            Ok(value) => Decision::from_return(callback, &value),
+            Err(error) => Decision::error(callback, error),
+        };
+        let completion = running.completion;
+        let outcome = Outcome {
+            decision,
+            plugin: Some(state.plugin_names[route.info].clone()),
+            generation: Some(state.set.generation()),
+            elapsed: completion.submitted().elapsed(),
+        };
+        self.shared
+            .counters
+            .record(self.index, callback, &outcome.decision);
+        completion.complete(outcome);
+    }
+
+    /// Moves this worker to the live plugin set if it changed since the last request.
+    fn follow_live_set(&mut self) {
+        let live = self.shared.sets.load();
+        let generation = live.generation();
+        let current = self.state.as_ref().map(|s| s.set.generation());
+        if current == Some(generation) || self.failed_generation == Some(generation) {
+            return;
+        }
+        let set = arc_swap::Guard::into_inner(live);
+        let instances: Result<Vec<_>, _> = set
+            .prepared()
+            .iter()
+            .map(|prepared| prepared.instantiate(&self.shared.config))
+            .collect();
+        match instances {
+            Ok(instances) => {
+                let plugin_names = set
+                    .plugins()
+                    .iter()
+                    .map(|p| p.file.display().to_string())
+                    .collect();
+                self.state = Some(WorkerState {
+                    set,
+                    instances,
+                    plugin_names,
+                });
+                self.failed_generation = None;
+            }
+            Err(e) => {
+                // Keep answering on the set this worker already has: a reload must not make
+                // requests fail.
+                log::error!(
+                    "worker {}: cannot build generation {generation}: {e}; staying on {:?}",
+                    self.index,
+                    current
+                );
+                self.failed_generation = Some(generation);
+            }
+        }
+    }
+}
+
+fn watchdog(shared: &Shared) {
+    while !shared.watchdog_stop.load(Ordering::Acquire) {
+        std::thread::park_timeout(WATCHDOG_TICK);
+        let now = Instant::now();
+        for slot in shared.running.iter() {
+            let expired = {
+                let mut running = slot.lock().unwrap_or_else(|e| e.into_inner());
+                match &*running {
+                    Some(r) if r.deadline <= now => running.take(),
+                    _ => None,
+                }
+            };
+            if let Some(expired) = expired {
+                if let Some(interrupt) = &expired.interrupt {
+                    interrupt.interrupt(expired.ticket);
+                }
+                let message = timeout_message(shared.config.timeout);
+                shared.refuse(expired.completion, ErrorKind::Timeout, message);
+            }
+        }
+    }
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        s.to_string()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic".to_string()
+    }
+}
