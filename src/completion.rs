@@ -238,7 +238,9 @@ mod tests {
     fn a_late_answer_is_not_taken_for_the_next_request() {
         let (waiter, late) = Waiter::new(Callback::UserLogin, Instant::now());
         let timed_out = waiter.wait(Instant::now(), Duration::ZERO);
-        assert!(matches!(timed_out.user(), Some(UserDecision::Error(e)) if e.kind == ErrorKind::Timeout));
+        assert!(
+            matches!(timed_out.user(), Some(UserDecision::Error(e)) if e.kind == ErrorKind::Timeout)
+        );
         let (waiter, next) = Waiter::new(Callback::UserLogin, Instant::now());
         late.complete(answer(1));
         next.complete(answer(2));

@@ -531,12 +531,18 @@ mod tests {
 
     #[test]
     fn node_roles_must_be_exact() {
-        assert_eq!(node(ScriptValue::Str(b"primary".to_vec())), NodeDecision::Primary);
+        assert_eq!(
+            node(ScriptValue::Str(b"primary".to_vec())),
+            NodeDecision::Primary
+        );
         assert_eq!(
             node(ScriptValue::Str(b"secondary".to_vec())),
             NodeDecision::Secondary
         );
-        assert_eq!(node(ScriptValue::Str(b"async".to_vec())), NodeDecision::Async);
+        assert_eq!(
+            node(ScriptValue::Str(b"async".to_vec())),
+            NodeDecision::Async
+        );
         assert_eq!(
             node(ScriptValue::Str(b"unauthorized".to_vec())),
             NodeDecision::Unauthorized
@@ -556,7 +562,9 @@ mod tests {
     fn node_codes_minus_one_and_minus_three() {
         assert_eq!(node(ScriptValue::Int(-1)), NodeDecision::Unauthorized);
         assert_eq!(node(ScriptValue::Float(-1.0)), NodeDecision::Unauthorized);
-        assert!(matches!(node(ScriptValue::Int(-3)), NodeDecision::Error(e) if e.kind == ErrorKind::Script));
+        assert!(
+            matches!(node(ScriptValue::Int(-3)), NodeDecision::Error(e) if e.kind == ErrorKind::Script)
+        );
         for other in [
             ScriptValue::Int(0),
             ScriptValue::Int(1),

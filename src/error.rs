@@ -102,7 +102,10 @@ mod tests {
 
     #[test]
     fn load_errors_keep_file_and_line() {
-        let e = Error::load("plugins/a.lua", "plugins/a.lua:12: unexpected symbol near 'x'");
+        let e = Error::load(
+            "plugins/a.lua",
+            "plugins/a.lua:12: unexpected symbol near 'x'",
+        );
         match &e {
             Error::Load { line, message, .. } => {
                 assert_eq!(*line, Some(12));

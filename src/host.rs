@@ -173,12 +173,20 @@ impl Host {
     }
 
     /// Asks `on_user_signup(signup_info, node_info)` and waits for the decision.
-    pub fn user_signup(&self, signup_info: impl Into<String>, node_info: impl Into<String>) -> Outcome {
+    pub fn user_signup(
+        &self,
+        signup_info: impl Into<String>,
+        node_info: impl Into<String>,
+    ) -> Outcome {
         self.call(Callback::UserSignup, [signup_info.into(), node_info.into()])
     }
 
     /// Asks `on_user_login(login_info, node_info)` and waits for the decision.
-    pub fn user_login(&self, login_info: impl Into<String>, node_info: impl Into<String>) -> Outcome {
+    pub fn user_login(
+        &self,
+        login_info: impl Into<String>,
+        node_info: impl Into<String>,
+    ) -> Outcome {
         self.call(Callback::UserLogin, [login_info.into(), node_info.into()])
     }
 
@@ -207,7 +215,8 @@ impl Host {
         args: [String; 2],
         done: impl FnOnce(Outcome) + Send + 'static,
     ) {
-        let completion = Completion::callback_target(callback, Instant::now(), Box::new(done) as Done);
+        let completion =
+            Completion::callback_target(callback, Instant::now(), Box::new(done) as Done);
         self.submit(args, completion);
     }
 
@@ -218,7 +227,11 @@ impl Host {
         node_info: impl Into<String>,
         done: impl FnOnce(Outcome) + Send + 'static,
     ) {
-        self.call_async(Callback::UserSignup, [signup_info.into(), node_info.into()], done)
+        self.call_async(
+            Callback::UserSignup,
+            [signup_info.into(), node_info.into()],
+            done,
+        )
     }
 
     /// [`Host::user_login`] without waiting; see [`Host::call_async`].
@@ -228,11 +241,19 @@ impl Host {
         node_info: impl Into<String>,
         done: impl FnOnce(Outcome) + Send + 'static,
     ) {
-        self.call_async(Callback::UserLogin, [login_info.into(), node_info.into()], done)
+        self.call_async(
+            Callback::UserLogin,
+            [login_info.into(), node_info.into()],
+            done,
+        )
     }
 
     /// [`Host::new_node`] without waiting; see [`Host::call_async`].
-    pub fn new_node_async(&self, node_info: impl Into<String>, done: impl FnOnce(Outcome) + Send + 'static) {
+    pub fn new_node_async(
+        &self,
+        node_info: impl Into<String>,
+        done: impl FnOnce(Outcome) + Send + 'static,
+    ) {
         self.call_async(Callback::NewNode, [node_info.into(), String::new()], done)
     }
 

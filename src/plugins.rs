@@ -80,7 +80,11 @@ impl PluginSet {
     /// Returns the first load error: an unreadable path, a file that does not compile or
     /// whose `setup()` fails (`FILE:LINE: message`), a language this build lacks, or a
     /// callback defined by two plugins (naming both files).
-    pub fn load(engines: &[Arc<dyn Engine>], config: &Config, generation: u64) -> Result<PluginSet> {
+    pub fn load(
+        engines: &[Arc<dyn Engine>],
+        config: &Config,
+        generation: u64,
+    ) -> Result<PluginSet> {
         let files = find_plugin_files(&config.plugins)?;
         let mut by_engine: Vec<Vec<PluginSource>> = engines.iter().map(|_| Vec::new()).collect();
         for file in files {
@@ -110,7 +114,8 @@ impl PluginSet {
             let paths: Vec<PathBuf> = sources.iter().map(|s| s.path.clone()).collect();
             let ready = engine.prepare(sources, config)?;
             let engine_index = prepared.len();
-            for (plugin, (file, callbacks)) in paths.into_iter().zip(ready.callbacks()).enumerate() {
+            for (plugin, (file, callbacks)) in paths.into_iter().zip(ready.callbacks()).enumerate()
+            {
                 for &callback in &callbacks {
                     if let Some(earlier) = routes[callback.index()] {
                         let first: &PluginInfo = &plugins[earlier.info];
@@ -214,7 +219,14 @@ mod tests {
     #[test]
     fn a_directory_lists_plugins_in_name_order() {
         let dir = tempfile::tempdir().unwrap();
-        for name in ["b.lua", "a.py", "_helper.py", ".hidden.lua", "notes.txt", "c.lua~"] {
+        for name in [
+            "b.lua",
+            "a.py",
+            "_helper.py",
+            ".hidden.lua",
+            "notes.txt",
+            "c.lua~",
+        ] {
             std::fs::write(dir.path().join(name), "").unwrap();
         }
         std::fs::create_dir(dir.path().join("sub.lua")).unwrap();
@@ -229,6 +241,10 @@ mod tests {
     #[test]
     fn a_missing_path_is_an_error_naming_it() {
         let err = find_plugin_files(Path::new("/no/such/plugins")).unwrap_err();
-        assert!(err.to_string().starts_with("/no/such/plugins: cannot read plugins"), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("/no/such/plugins: cannot read plugins"),
+            "{err}"
+        );
     }
 }

@@ -127,7 +127,9 @@ impl Pool {
     /// is shutting down. Never blocks.
     pub fn submit(&self, job: Job) {
         if self.shared.closing.load(Ordering::Acquire) {
-            return self.shared.refuse(job.completion, ErrorKind::ShuttingDown, SHUTTING_DOWN);
+            return self
+                .shared
+                .refuse(job.completion, ErrorKind::ShuttingDown, SHUTTING_DOWN);
         }
         match self.sender.try_send(Message::Job(job)) {
             Ok(()) => {}
@@ -136,10 +138,12 @@ impl Pool {
                     "overloaded: all {} queue places are taken",
                     self.shared.queue_capacity
                 );
-                self.shared.refuse(job.completion, ErrorKind::Overloaded, message)
+                self.shared
+                    .refuse(job.completion, ErrorKind::Overloaded, message)
             }
             Err(TrySendError::Disconnected(Message::Job(job))) => {
-                self.shared.refuse(job.completion, ErrorKind::ShuttingDown, SHUTTING_DOWN)
+                self.shared
+                    .refuse(job.completion, ErrorKind::ShuttingDown, SHUTTING_DOWN)
             }
             Err(_) => unreachable!("only jobs are submitted"),
         }
@@ -158,29 +162,48 @@ impl Pool {
         // A worker stuck in native code past its deadline is left behind rather than waited
         // on forever: its caller has had its answer from the watchdog.
         let grace = self.shared.config.timeout + Duration::from_secs(1);
-        let live = self.shared.live_workers.lock().unwrap_or_else(|e| e.into_inner());
+        let live = self
+            .shared
+            .live_workers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         let (live, _) = self
             .shared
             .workers_gone
             .wait_timeout_while(live, grace, |live| *live > 0)
             .unwrap_or_else(|e| e.into_inner());
         if *live > 0 {
-            log::warn!("{} worker(s) still busy at shutdown; not waiting for them", *live);
+            log::warn!(
+                "{} worker(s) still busy at shutdown; not waiting for them",
+                *live
+            );
         }
         drop(live);
-        let handles = std::mem::take(&mut *self.shared.handles.lock().unwrap_or_else(|e| e.into_inner()));
+        let handles = std::mem::take(
+            &mut *self
+                .shared
+                .handles
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        );
         for handle in handles.into_iter().filter(|h| h.is_finished()) {
             let _ = handle.join();
         }
         self.shared.watchdog_stop.store(true, Ordering::Release);
-        if let Some(watchdog) = self.watchdog.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        if let Some(watchdog) = self
+            .watchdog
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
             watchdog.thread().unpark();
             let _ = watchdog.join();
         }
         // Jobs that raced with the stop messages: answer them rather than drop them.
         while let Ok(message) = self.shared.receiver.try_recv() {
             if let Message::Job(job) = message {
-                self.shared.refuse(job.completion, ErrorKind::ShuttingDown, SHUTTING_DOWN);
+                self.shared
+                    .refuse(job.completion, ErrorKind::ShuttingDown, SHUTTING_DOWN);
             }
         }
     }
@@ -220,7 +243,10 @@ impl Shared {
 }
 
 fn spawn_worker(shared: &Arc<Shared>, index: usize) {
-    *shared.live_workers.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+    *shared
+        .live_workers
+        .lock()
+        .unwrap_or_else(|e| e.into_inner()) += 1;
     let for_thread = shared.clone();
     let handle = std::thread::Builder::new()
         .name(format!("authhost-worker-{index}"))
@@ -234,7 +260,11 @@ fn spawn_worker(shared: &Arc<Shared>, index: usize) {
                 tickets: 0,
             };
             within_engines(&engines, &mut || worker.run());
-            let mut live = worker.shared.live_workers.lock().unwrap_or_else(|e| e.into_inner());
+            let mut live = worker
+                .shared
+                .live_workers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
             *live -= 1;
             worker.shared.workers_gone.notify_all();
         });
@@ -246,7 +276,10 @@ fn spawn_worker(shared: &Arc<Shared>, index: usize) {
             .push(handle),
         Err(e) => {
             log::error!("cannot start worker {index}: {e}");
-            *shared.live_workers.lock().unwrap_or_else(|e| e.into_inner()) -= 1;
+            *shared
+                .live_workers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()) -= 1;
         }
     }
 }
@@ -447,5 +480,94 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
         s.clone()
     } else {
         "a panic".to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::completion::Waiter;
+    use crate::decision::{Callback, ScriptValue, UserDecision};
+    use crate::engine::{Language, PluginSource, Prepared};
+    use crate::error::Error;
+
+    /// An engine whose instances panic when asked to, to test that a worker failure is
+    /// contained: Rust code in an engine or a script API can have bugs; scripts cannot
+    /// panic the host by themselves.
+    struct PanickingEngine;
+    struct PanickingInstance;
+
+    impl Engine for PanickingEngine {
+        fn language(&self) -> Language {
+            Language::Lua
+        }
+        fn prepare(&self, _: Vec<PluginSource>, _: &Config) -> Result<Arc<dyn Prepared>, Error> {
+            Ok(Arc::new(PanickingEngine))
+        }
+    }
+
+    impl Prepared for PanickingEngine {
+        fn callbacks(&self) -> Vec<Vec<Callback>> {
+            vec![vec![Callback::UserLogin]]
+        }
+        fn instantiate(&self, _: &Config) -> Result<Box<dyn Instance>, Error> {
+            Ok(Box::new(PanickingInstance))
+        }
+    }
+
+    impl Instance for PanickingInstance {
+        fn call(&mut self, call: Call<'_>) -> Result<ScriptValue, DecisionError> {
+            if call.args[0] == "panic" {
+                panic!("deliberate failure");
+            }
+            Ok(ScriptValue::Int(7))
+        }
+    }
+
+    fn ask(pool: &Pool, arg: &str) -> Outcome {
+        let timeout = Duration::from_secs(20);
+        let submitted = Instant::now();
+        let (waiter, completion) = Waiter::new(Callback::UserLogin, submitted);
+        pool.submit(Job {
+            args: [arg.to_string(), String::new()],
+            deadline: submitted + timeout,
+            completion,
+        });
+        waiter.wait(submitted + timeout, timeout)
+    }
+
+    #[test]
+    fn a_panicking_worker_answers_error_and_is_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("p.lua");
+        std::fs::write(&file, "").unwrap();
+        let config = Config {
+            plugins: file,
+            workers: 1,
+            ..Config::default()
+        };
+        let engines: Vec<Arc<dyn Engine>> = vec![Arc::new(PanickingEngine)];
+        let set = Arc::new(PluginSet::load(&engines, &config, 1).unwrap());
+        let pool = Pool::start(config, engines, set);
+        let failed = ask(&pool, "panic");
+        let error = failed
+            .decision
+            .error_cause()
+            .expect("an error decision")
+            .clone();
+        assert_eq!(error.kind, ErrorKind::WorkerFailed);
+        assert!(
+            error.message.contains("deliberate failure"),
+            "{}",
+            error.message
+        );
+        // The single worker was replaced and serves the next requests.
+        for _ in 0..3 {
+            assert_eq!(ask(&pool, "fine").user(), Some(&UserDecision::UserId(7)));
+        }
+        let counters = pool.shared().counters.to_json();
+        assert_eq!(counters["worker_failures"], 1);
+        pool.shutdown();
+        assert_eq!(*pool.shared().live_workers.lock().unwrap(), 0);
     }
 }

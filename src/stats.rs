@@ -41,7 +41,9 @@ impl Counters {
     /// Counters for `workers` workers.
     pub fn new(workers: usize) -> Counters {
         Counters {
-            blocks: (0..=workers).map(|_| CachePadded::new(Block::default())).collect(),
+            blocks: (0..=workers)
+                .map(|_| CachePadded::new(Block::default()))
+                .collect(),
         }
     }
 
@@ -79,11 +81,19 @@ impl Counters {
     /// The totals as JSON: `{"requests":{…},"decisions":{…},"timeouts":n,…}`.
     pub fn to_json(&self) -> Value {
         let sum = |f: &dyn Fn(&Block) -> &AtomicU64| -> u64 {
-            self.blocks.iter().map(|b| f(b).load(Ordering::Relaxed)).sum()
+            self.blocks
+                .iter()
+                .map(|b| f(b).load(Ordering::Relaxed))
+                .sum()
         };
         let requests: serde_json::Map<String, Value> = Callback::ALL
             .iter()
-            .map(|c| (c.method_name().to_string(), sum(&|b| &b.requests[c.index()]).into()))
+            .map(|c| {
+                (
+                    c.method_name().to_string(),
+                    sum(&|b| &b.requests[c.index()]).into(),
+                )
+            })
             .collect();
         let decisions: serde_json::Map<String, Value> = DECISION_NAMES
             .iter()

@@ -97,8 +97,11 @@ pub trait Engine: Send + Sync {
 
     /// Compiles and validates `plugins` off to the side: runs each file, finds the callbacks
     /// it defines and runs its `setup()`. Any failure is a load error naming the file.
-    fn prepare(&self, plugins: Vec<PluginSource>, config: &Config)
-        -> Result<Arc<dyn Prepared>, Error>;
+    fn prepare(
+        &self,
+        plugins: Vec<PluginSource>,
+        config: &Config,
+    ) -> Result<Arc<dyn Prepared>, Error>;
 
     /// Runs a worker thread's whole life. Engines that need per-thread set-up (Python attaches
     /// each worker to the interpreter once) wrap `body`; the default just runs it.
@@ -136,6 +139,7 @@ pub trait Interrupt: Send + Sync {
 }
 
 /// The engines compiled into this build, one per language.
+#[allow(clippy::vec_init_then_push)]
 pub fn builtin_engines() -> Vec<Arc<dyn Engine>> {
     #[allow(unused_mut)]
     let mut engines: Vec<Arc<dyn Engine>> = Vec::new();

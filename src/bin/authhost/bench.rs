@@ -32,7 +32,14 @@ pub struct BenchArgs {
 }
 
 const DECISIONS: [&str; 8] = [
-    "user_id", "new_user", "not_authorized", "primary", "secondary", "async", "unauthorized", "error",
+    "user_id",
+    "new_user",
+    "not_authorized",
+    "primary",
+    "secondary",
+    "async",
+    "unauthorized",
+    "error",
 ];
 
 struct Tally {
@@ -45,7 +52,10 @@ impl Tally {
     fn record(&self, index: u64, outcome: &Outcome) {
         let ns = u64::try_from(outcome.elapsed.as_nanos()).unwrap_or(u64::MAX);
         self.latencies_ns[index as usize].store(ns, Ordering::Relaxed);
-        let kind = DECISIONS.iter().position(|d| *d == outcome.decision.name()).unwrap_or(7);
+        let kind = DECISIONS
+            .iter()
+            .position(|d| *d == outcome.decision.name())
+            .unwrap_or(7);
         self.decisions[kind].fetch_add(1, Ordering::Relaxed);
         if let Some(error) = outcome.decision.error_cause() {
             let mut first = self.first_error.lock().unwrap_or_else(|e| e.into_inner());
@@ -67,12 +77,30 @@ pub fn run(host: &Host, args: &BenchArgs) -> anyhow::Result<()> {
     });
     let started = Instant::now();
     if args.blocking {
-        blocking(host, callback, &call_args, args.requests, concurrency, &tally);
+        blocking(
+            host,
+            callback,
+            &call_args,
+            args.requests,
+            concurrency,
+            &tally,
+        );
     } else {
-        pipelined(host, callback, &call_args, args.requests, concurrency, &tally);
+        pipelined(
+            host,
+            callback,
+            &call_args,
+            args.requests,
+            concurrency,
+            &tally,
+        );
     }
     let seconds = started.elapsed().as_secs_f64();
-    let mut latencies: Vec<u64> = tally.latencies_ns.iter().map(|l| l.load(Ordering::Relaxed)).collect();
+    let mut latencies: Vec<u64> = tally
+        .latencies_ns
+        .iter()
+        .map(|l| l.load(Ordering::Relaxed))
+        .collect();
     latencies.sort_unstable();
     let percentile = |p: f64| -> f64 {
         if latencies.is_empty() {
@@ -108,18 +136,31 @@ pub fn run(host: &Host, args: &BenchArgs) -> anyhow::Result<()> {
 fn arguments(callback: Callback, given: &[String]) -> anyhow::Result<[String; 2]> {
     let defaults = match callback {
         Callback::NewNode => [r#"{"public_key":"k"}"#, ""],
-        _ => [r#"{"name":"alice","password":"pw"}"#, r#"{"public_key":"k"}"#],
+        _ => [
+            r#"{"name":"alice","password":"pw"}"#,
+            r#"{"public_key":"k"}"#,
+        ],
     };
     match given.len() {
         0 => Ok(defaults.map(String::from)),
         n if n == callback.arity() => {
             Ok([given[0].clone(), given.get(1).cloned().unwrap_or_default()])
         }
-        n => anyhow::bail!("{callback} takes {} argument(s), {n} given", callback.arity()),
+        n => anyhow::bail!(
+            "{callback} takes {} argument(s), {n} given",
+            callback.arity()
+        ),
     }
 }
 
-fn pipelined(host: &Host, callback: Callback, args: &[String; 2], requests: u64, window: usize, tally: &Arc<Tally>) {
+fn pipelined(
+    host: &Host,
+    callback: Callback,
+    args: &[String; 2],
+    requests: u64,
+    window: usize,
+    tally: &Arc<Tally>,
+) {
     // Tokens bound the requests in flight: take one to submit, a completion gives it back.
     let (tokens_back, tokens) = crossbeam_channel::bounded::<()>(window);
     for _ in 0..window {
@@ -139,7 +180,14 @@ fn pipelined(host: &Host, callback: Callback, args: &[String; 2], requests: u64,
     }
 }
 
-fn blocking(host: &Host, callback: Callback, args: &[String; 2], requests: u64, threads: usize, tally: &Arc<Tally>) {
+fn blocking(
+    host: &Host,
+    callback: Callback,
+    args: &[String; 2],
+    requests: u64,
+    threads: usize,
+    tally: &Arc<Tally>,
+) {
     let next = AtomicU64::new(0);
     std::thread::scope(|scope| {
         for _ in 0..threads {

@@ -105,7 +105,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 eprintln!("authhost: usage: authhost call {usage}");
                 return Ok(ExitCode::from(2));
             }
-            let host = options.builder(Some(1)).build().context("the plugin set does not load")?;
+            let host = options
+                .builder(Some(1))
+                .build()
+                .context("the plugin set does not load")?;
             let mut args = args.into_iter();
             let first = args.next().unwrap_or_default();
             let second = args.next().unwrap_or_default();
@@ -114,7 +117,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench(args) => {
-            let host = options.builder(None).build().context("the plugin set does not load")?;
+            let host = options
+                .builder(None)
+                .build()
+                .context("the plugin set does not load")?;
             bench::run(&host, &args)?;
             Ok(ExitCode::SUCCESS)
         }
@@ -126,12 +132,17 @@ fn check(options: &HostOptions) -> ExitCode {
     match PluginSet::load(&builtin_engines(), &config, 1) {
         Ok(set) => {
             for plugin in set.plugins() {
-                let callbacks: Vec<&str> = plugin.callbacks.iter().map(|c| c.function_name()).collect();
+                let callbacks: Vec<&str> =
+                    plugin.callbacks.iter().map(|c| c.function_name()).collect();
                 println!(
                     "{}\t{}\t{}",
                     plugin.file.display(),
                     plugin.language,
-                    if callbacks.is_empty() { "(no callbacks)".to_string() } else { callbacks.join(", ") }
+                    if callbacks.is_empty() {
+                        "(no callbacks)".to_string()
+                    } else {
+                        callbacks.join(", ")
+                    }
                 );
             }
             ExitCode::SUCCESS

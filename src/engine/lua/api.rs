@@ -19,7 +19,11 @@ pub(super) fn for_plugin(lua: &Lua, shared: &Table, path: &str) -> mlua::Result<
         api.raw_set(key, value)?;
     }
     let log_table = lua.create_table()?;
-    for (name, level) in [("info", Level::Info), ("warn", Level::Warn), ("error", Level::Error)] {
+    for (name, level) in [
+        ("info", Level::Info),
+        ("warn", Level::Warn),
+        ("error", Level::Error),
+    ] {
         let tag = path.to_string();
         let write = lua.create_function(move |_, message: MultiValue| {
             log::write(level, &tag, &joined(&message));

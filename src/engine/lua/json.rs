@@ -34,7 +34,9 @@ pub(super) fn module(lua: &Lua) -> mlua::Result<Table> {
 
 fn to_lua(lua: &Lua, json: &Json, depth: usize) -> mlua::Result<Value> {
     if depth > MAX_DEPTH {
-        return Err(mlua::Error::runtime("authhost.json.decode: nested too deeply"));
+        return Err(mlua::Error::runtime(
+            "authhost.json.decode: nested too deeply",
+        ));
     }
     Ok(match json {
         Json::Null => Value::Nil,
@@ -95,7 +97,12 @@ fn table_to_json(table: &Table, depth: usize) -> Result<Json, String> {
                 .map_err(|_| "cannot encode a key that is not UTF-8".to_string())?
                 .to_string(),
             Value::Integer(n) => n.to_string(),
-            other => return Err(format!("cannot encode a table key of type {}", other.type_name())),
+            other => {
+                return Err(format!(
+                    "cannot encode a table key of type {}",
+                    other.type_name()
+                ))
+            }
         };
         object.insert(key, from_lua(&item, depth + 1)?);
     }

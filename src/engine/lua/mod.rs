@@ -36,7 +36,11 @@ impl Engine for LuaEngine {
         Language::Lua
     }
 
-    fn prepare(&self, plugins: Vec<PluginSource>, config: &Config) -> Result<Arc<dyn Prepared>, Error> {
+    fn prepare(
+        &self,
+        plugins: Vec<PluginSource>,
+        config: &Config,
+    ) -> Result<Arc<dyn Prepared>, Error> {
         // Validate in a throwaway interpreter: every file compiles and runs, and setup() is
         // run here, once per load, before any worker sees the set.
         let probe = LuaInstance::new(&plugins, config, true)?;
@@ -96,8 +100,10 @@ impl LuaInstance {
             LuaOptions::new(),
         )
         .map_err(|e| Error::Config(format!("cannot start a Lua interpreter: {e}")))?;
-        let setup_error = |e: mlua::Error| Error::Config(format!("cannot prepare the Lua sandbox: {e}"));
-        lua.set_memory_limit(config.lua_memory_limit).map_err(setup_error)?;
+        let setup_error =
+            |e: mlua::Error| Error::Config(format!("cannot prepare the Lua sandbox: {e}"));
+        lua.set_memory_limit(config.lua_memory_limit)
+            .map_err(setup_error)?;
         let clock = Rc::new(Clock {
             deadline: Cell::new(Instant::now() + config.timeout),
             expired: Cell::new(false),
@@ -131,13 +137,19 @@ impl LuaInstance {
                 .map_err(|e| load_failure(&plugin.path, &e, &clock, config))?;
             let mut found: [Option<Function>; 3] = [None, None, None];
             for callback in Callback::ALL {
-                found[callback.index()] = match env.raw_get::<Value>(callback.function_name()).map_err(load_error)? {
+                found[callback.index()] = match env
+                    .raw_get::<Value>(callback.function_name())
+                    .map_err(load_error)?
+                {
                     Value::Function(f) => Some(f),
                     Value::Nil => None,
                     other => {
                         return Err(Error::load(
                             &plugin.path,
-                            &format!("{callback} is a {}, expected a function", other.type_name()),
+                            &format!(
+                                "{callback} must be a function, got a value of type {}",
+                                other.type_name()
+                            ),
                         ))
                     }
                 };
@@ -154,7 +166,10 @@ impl LuaInstance {
                     other => {
                         return Err(Error::load(
                             &plugin.path,
-                            &format!("setup is a {}, expected a function", other.type_name()),
+                            &format!(
+                                "setup must be a function, got a value of type {}",
+                                other.type_name()
+                            ),
                         ))
                     }
                 }
@@ -230,9 +245,20 @@ fn plugin_env(lua: &Lua, shared_api: &Table, path: &str) -> mlua::Result<Table> 
     Ok(env)
 }
 
-fn load_failure(file: &std::path::Path, error: &mlua::Error, clock: &Clock, config: &Config) -> Error {
+fn load_failure(
+    file: &std::path::Path,
+    error: &mlua::Error,
+    clock: &Clock,
+    config: &Config,
+) -> Error {
     if clock.expired() {
-        return Error::load(file, &format!("timeout: still running after {} ms", config.timeout.as_millis()));
+        return Error::load(
+            file,
+            &format!(
+                "timeout: still running after {} ms",
+                config.timeout.as_millis()
+            ),
+        );
     }
     Error::load(file, &describe(error))
 }
@@ -270,7 +296,9 @@ fn describe(error: &mlua::Error) -> String {
             // Errors raised by Rust functions carry no position; take the script's own
             // frame from the traceback so the author can find the call.
             match script_position(traceback) {
-                Some(position) if !message.starts_with(&position) => format!("{position} {message}"),
+                Some(position) if !message.starts_with(&position) => {
+                    format!("{position} {message}")
+                }
                 _ => message,
             }
         }
@@ -280,7 +308,10 @@ fn describe(error: &mlua::Error) -> String {
 }
 
 fn without_traceback(message: &str) -> &str {
-    message.split("\nstack traceback:").next().unwrap_or(message)
+    message
+        .split("\nstack traceback:")
+        .next()
+        .unwrap_or(message)
 }
 
 /// The first `FILE:LINE:` of a traceback that points into a script rather than into C.

@@ -9,7 +9,14 @@ use mlua::{Function, Lua, Table, Value};
 use super::Clock;
 
 /// Base functions that reach outside the interpreter or around its limits.
-const REMOVED_GLOBALS: [&str; 6] = ["dofile", "loadfile", "require", "collectgarbage", "load", "warn"];
+const REMOVED_GLOBALS: [&str; 6] = [
+    "dofile",
+    "loadfile",
+    "require",
+    "collectgarbage",
+    "load",
+    "warn",
+];
 
 /// `os` functions a policy may use: they read the clock and nothing else.
 const KEPT_OS_FUNCTIONS: [&str; 3] = ["time", "clock", "date"];

@@ -1,0 +1,39 @@
+//! Helpers shared by the integration tests: where the test policies are, and hosts on them.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use authhost::{DecisionError, Host, HostBuilder, Outcome};
+
+/// A test policy file or directory under `tests/policies/`.
+pub fn policy(relative: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/policies")
+        .join(relative)
+}
+
+/// A builder on the policy at `relative`, with an in-memory database and two workers.
+pub fn builder(relative: &str) -> HostBuilder {
+    Host::builder()
+        .plugins(policy(relative))
+        .db(":memory:")
+        .workers(2)
+}
+
+/// A host on the policy at `relative`.
+pub fn host(relative: &str) -> Host {
+    builder(relative).build().expect("the test policy loads")
+}
+
+/// A generous timeout for tests that do not test timeouts: the machine may be loaded.
+pub const RELAXED: Duration = Duration::from_secs(20);
+
+/// The error of an `error` outcome; panics with the outcome otherwise.
+pub fn error_of(outcome: &Outcome) -> DecisionError {
+    outcome
+        .decision
+        .error_cause()
+        .cloned()
+        .unwrap_or_else(|| panic!("expected an error decision, got {outcome:?}"))
+}
