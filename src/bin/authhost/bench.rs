@@ -2,7 +2,8 @@
 //!
 //! Pipelined mode (the default) keeps `--concurrency` requests in flight from one submitting
 //! thread through the non-blocking API; `--blocking` runs `--concurrency` threads that each
-//! make blocking calls. Latency is submission to decision.
+//! make blocking calls. Latency is submission to decision (pipelined) or the whole blocking
+//! call as its caller sees it (blocking).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -49,8 +50,9 @@ struct Tally {
 }
 
 impl Tally {
-    fn record(&self, index: u64, outcome: &Outcome) {
-        let ns = u64::try_from(outcome.elapsed.as_nanos()).unwrap_or(u64::MAX);
+    /// Counts one answer that took `latency` to reach its caller.
+    fn record(&self, index: u64, outcome: &Outcome, latency: Duration) {
+        let ns = u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX);
         self.latencies_ns[index as usize].store(ns, Ordering::Relaxed);
         let kind = DECISIONS
             .iter()
@@ -171,7 +173,7 @@ fn pipelined(
         let tally = tally.clone();
         let tokens_back = tokens_back.clone();
         host.call_async(callback, args.clone(), move |outcome| {
-            tally.record(index, &outcome);
+            tally.record(index, &outcome, outcome.elapsed);
             let _ = tokens_back.send(());
         });
     }
@@ -196,8 +198,10 @@ fn blocking(
                 if index >= requests {
                     return;
                 }
+                // The caller's view: from the call to having the answer in hand.
+                let started = Instant::now();
                 let outcome = host.call(callback, args.clone());
-                tally.record(index, &outcome);
+                tally.record(index, &outcome, started.elapsed());
             });
         }
     });

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use mlua::chunk::ChunkMode;
-use mlua::{Function, HookTriggers, Lua, LuaOptions, MultiValue, StdLib, Table, Value, VmState};
+use mlua::{Function, HookTriggers, Lua, LuaOptions, StdLib, Table, Value, VmState};
 
 use crate::completion::timeout_message;
 use crate::decision::{Callback, DecisionError, ErrorKind, ScriptValue};
@@ -222,14 +222,15 @@ impl Instance for LuaInstance {
             .as_ref()
             .expect("the set routes a callback only to a plugin that defines it");
         self.clock.arm(call.deadline);
+        // Asking for one `Value` keeps the first return value, as Lua's own calls do when
+        // a function returns several; no return value at all reads as nil.
         let returned = match call.args {
-            [one] => function.call::<MultiValue>(one.as_str()),
-            [first, second] => function.call::<MultiValue>((first.as_str(), second.as_str())),
+            [one] => function.call::<Value>(one.as_str()),
+            [first, second] => function.call::<Value>((first.as_str(), second.as_str())),
             _ => unreachable!("callbacks take one or two arguments"),
         };
         match returned {
-            // Several return values: the first one decides, as in Lua's own calls.
-            Ok(values) => Ok(script_value(values.front().unwrap_or(&Value::Nil))),
+            Ok(value) => Ok(script_value(&value)),
             Err(e) => Err(self.call_error(&e)),
         }
     }
