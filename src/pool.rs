@@ -167,9 +167,12 @@ impl Pool {
         if *live > 0 {
             log::warn!("{} worker(s) still busy at shutdown; not waiting for them", *live);
         }
+        // When every worker has signed off, the threads are only dropping their interpreters
+        // and plugin set: join them, so that a dropped host has freed its sets when drop returns.
+        let all_gone = *live == 0;
         drop(live);
         let handles = std::mem::take(&mut *self.shared.handles.lock().unwrap_or_else(|e| e.into_inner()));
-        for handle in handles.into_iter().filter(|h| h.is_finished()) {
+        for handle in handles.into_iter().filter(|h| all_gone || h.is_finished()) {
             let _ = handle.join();
         }
         self.shared.watchdog_stop.store(true, Ordering::Release);
