@@ -25,19 +25,22 @@ const LOGIN: &str = r#"{"name":"user-1500"}"#;
 const NODE: &str = r#"{"public_key":"k"}"#;
 
 fn main() {
-    // `cargo bench` adds `--bench`; every other word is ours.
+    // `cargo bench` passes `--bench`; `cargo test --benches` runs this without it, as a quick
+    // smoke run with small sizes. Every other word is ours.
+    let benchmarking = std::env::args().any(|a| a == "--bench");
     let args: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with("--"))
         .collect();
     let which = args.first().map(String::as_str).unwrap_or("all");
+    let (saves, reloads) = if benchmarking { (50, 5000) } else { (3, 50) };
     let count = |default: usize| args.get(1).and_then(|n| n.parse().ok()).unwrap_or(default);
     match which {
-        "latency" => save_to_live(count(50)),
-        "memory" => memory(count(5000)),
+        "latency" => save_to_live(count(saves)),
+        "memory" => memory(count(reloads)),
         "all" => {
-            save_to_live(50);
-            memory(5000);
+            save_to_live(saves);
+            memory(reloads);
         }
         other => eprintln!("unknown benchmark {other:?}: latency [SAVES] or memory [RELOADS]"),
     }
