@@ -114,7 +114,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench(args) => {
-            let host = options.builder(None).build().context("the plugin set does not load")?;
+            let host = options
+                .builder(None)
+                .watch(args.watch)
+                .build()
+                .context("the plugin set does not load")?;
             bench::run(&host, &args)?;
             Ok(ExitCode::SUCCESS)
         }
