@@ -11,6 +11,7 @@
 //! cargo bench --bench reload                      # both, default sizes
 //! cargo bench --bench reload -- latency 50        # 50 saves
 //! cargo bench --bench reload -- memory 5000       # 5,000 reloads
+//! cargo bench --bench reload -- memory 5000 POLICY  # with another policy file, e.g. a .py
 //! ```
 //!
 //! Each prints one JSON line.
@@ -37,10 +38,10 @@ fn main() {
     let count = |default: usize| args.get(1).and_then(|n| n.parse().ok()).unwrap_or(default);
     match which {
         "latency" => save_to_live(count(saves)),
-        "memory" => memory(count(reloads)),
+        "memory" => memory(count(reloads), args.get(2).map(Path::new)),
         "all" => {
             save_to_live(saves);
-            memory(reloads);
+            memory(reloads, None);
         }
         other => eprintln!("unknown benchmark {other:?}: latency [SAVES] or memory [RELOADS]"),
     }
@@ -122,10 +123,17 @@ fn save_to_live(saves: usize) {
     );
 }
 
-/// Reloads `reloads` times, each followed by requests, and reports resident memory.
-fn memory(reloads: usize) {
+/// Reloads `reloads` times, each followed by requests, and reports resident memory. The
+/// policy (default `memory_churn.lua`) must answer [`LOGIN`] with user 1500.
+fn memory(reloads: usize, policy_file: Option<&Path>) {
     let dir = tempfile::tempdir().expect("a temporary directory");
-    std::fs::write(dir.path().join("policy.lua"), policy("memory_churn.lua")).unwrap();
+    match policy_file {
+        Some(file) => {
+            let name = file.file_name().expect("a policy file name");
+            std::fs::copy(file, dir.path().join(name)).expect("the policy file copies");
+        }
+        None => std::fs::write(dir.path().join("policy.lua"), policy("memory_churn.lua")).unwrap(),
+    }
     let workers = 2;
     let host = Host::builder()
         .plugins(dir.path())
