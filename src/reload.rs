@@ -17,6 +17,9 @@
 //!   than the file, because an atomic save (write `x.tmp`, rename it to `x.lua`) replaces the
 //!   inode a file watch would follow.
 //!
+//! A plugin found empty when the burst goes quiet is most likely a truncate-then-write save
+//! half done: the watcher waits more windows (up to 20) before loading it as it is.
+//!
 //! Reads are not changes: loading a set opens every plugin file, which must not look like an
 //! edit and start another reload.
 //!
@@ -364,6 +367,25 @@ mod tests {
             "a helper module change started no reload"
         );
         drop(watcher);
+    }
+
+    #[test]
+    fn an_emptied_plugin_is_still_reloaded_in_the_end() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.lua"), "x = 1").unwrap();
+        let reloads = Arc::new(AtomicUsize::new(0));
+        let counter = reloads.clone();
+        let _watcher = PluginWatcher::start(dir.path(), Duration::from_millis(10), move || {
+            counter.fetch_add(1, Ordering::SeqCst);
+            Next::Continue
+        })
+        .unwrap();
+        // Empty looks like a save half-way through; once it stays empty, it is loaded.
+        std::fs::write(dir.path().join("a.lua"), "").unwrap();
+        assert!(
+            wait_for(&reloads, 1) >= 1,
+            "an emptied plugin was never reloaded"
+        );
     }
 
     #[test]
