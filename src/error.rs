@@ -58,6 +58,14 @@ pub enum Error {
         /// What SQLite said.
         message: String,
     },
+    /// The plugins path could not be watched for changes (hot reload).
+    #[error("{}: cannot watch for changes: {message}", .path.display())]
+    Watch {
+        /// The plugins path.
+        path: PathBuf,
+        /// What the file system watcher said.
+        message: String,
+    },
     /// The host has shut down.
     #[error("the host is shutting down")]
     ShuttingDown,

@@ -26,6 +26,7 @@ use crate::engine::{builtin_engines, Engine};
 use crate::error::{Error, Result};
 use crate::plugins::{PluginInfo, PluginSet};
 use crate::pool::{Job, Pool};
+use crate::reload::{Next, PluginWatcher, DEFAULT_DEBOUNCE};
 
 /// A host's settings. [`HostBuilder`] fills it; engines and workers read it.
 #[derive(Clone, Debug)]
@@ -44,6 +45,10 @@ pub struct Config {
     pub queue_per_worker: usize,
     /// Memory limit of each Lua interpreter, in bytes.
     pub lua_memory_limit: usize,
+    /// Whether to watch the plugins path and reload on changes (see [`crate::reload`]).
+    pub watch: bool,
+    /// Quiet time after the last file change before a watched reload starts.
+    pub watch_debounce: Duration,
 }
 
 impl Default for Config {
@@ -55,6 +60,8 @@ impl Default for Config {
             timeout: Duration::from_millis(2000),
             queue_per_worker: 1024,
             lua_memory_limit: 64 << 20,
+            watch: false,
+            watch_debounce: DEFAULT_DEBOUNCE,
         }
     }
 }
@@ -102,6 +109,20 @@ impl HostBuilder {
         self
     }
 
+    /// Whether to watch the plugins path and reload the set when a plugin or helper module
+    /// changes (default off for the library; `authhost serve` turns it on unless
+    /// `--no-watch`). See [`Host::watch_plugins`].
+    pub fn watch(mut self, watch: bool) -> Self {
+        self.config.watch = watch;
+        self
+    }
+
+    /// Quiet time after the last file change before a watched reload starts (default 50 ms).
+    pub fn watch_debounce(mut self, debounce: Duration) -> Self {
+        self.config.watch_debounce = debounce;
+        self
+    }
+
     /// The configuration so far.
     pub fn config(&self) -> &Config {
         &self.config
@@ -111,8 +132,8 @@ impl HostBuilder {
     ///
     /// # Failure
     ///
-    /// A configuration that cannot work (no workers, a zero timeout) or a plugin set that
-    /// does not load.
+    /// A configuration that cannot work (no workers, a zero timeout), a plugin set that
+    /// does not load, or (with [`HostBuilder::watch`]) a plugins path that cannot be watched.
     pub fn build(self) -> Result<Host> {
         let config = self.config;
         if config.workers == 0 {
@@ -124,15 +145,22 @@ impl HostBuilder {
         let engines = builtin_engines();
         let set = Arc::new(PluginSet::load(&engines, &config, 1)?);
         let pool = Pool::start(config.clone(), engines.clone(), set);
-        Ok(Host {
+        let watch = config.watch;
+        let host = Host {
             inner: Arc::new(Inner {
                 config,
                 engines,
                 pool,
                 generations: AtomicU64::new(1),
                 reload: Mutex::new(ReloadState::default()),
+                loading: Mutex::new(()),
+                watcher: Mutex::new(None),
             }),
-        })
+        };
+        if watch {
+            host.watch_plugins()?;
+        }
+        Ok(host)
     }
 }
 
@@ -141,6 +169,8 @@ struct ReloadState {
     last_error: Option<String>,
     reloads: u64,
     failures: u64,
+    /// When the last reload, good or failed, finished.
+    last_reload_at: Option<SystemTime>,
 }
 
 struct Inner {
@@ -148,8 +178,13 @@ struct Inner {
     engines: Vec<Arc<dyn Engine>>,
     pool: Pool,
     generations: AtomicU64,
-    /// Serializes reloads and keeps their outcome for `status`.
+    /// Keeps the reloads' outcome for `status`.
     reload: Mutex<ReloadState>,
+    /// Serializes reloads, without making `status` wait for a load in progress.
+    loading: Mutex<()>,
+    /// The file watcher, while watching. It holds only a `Weak` to this `Inner`, so it does
+    /// not keep the host alive; dropping `Inner` stops it.
+    watcher: Mutex<Option<PluginWatcher>>,
 }
 
 /// The authorization host: a live plugin set and the workers that run it.
@@ -279,9 +314,12 @@ impl Host {
     /// The load error (`FILE:LINE: message`); the running set stays live, and `status`
     /// shows the error as `last_error` until a later load succeeds.
     pub fn reload(&self) -> Result<Status> {
-        let mut state = self.inner.reload.lock().unwrap_or_else(|e| e.into_inner());
+        let loading = self.inner.loading.lock().unwrap_or_else(|e| e.into_inner());
         let generation = self.inner.generations.load(Ordering::Acquire) + 1;
-        match PluginSet::load(&self.inner.engines, &self.inner.config, generation) {
+        let loaded = PluginSet::load(&self.inner.engines, &self.inner.config, generation);
+        let mut state = self.inner.reload.lock().unwrap_or_else(|e| e.into_inner());
+        state.last_reload_at = Some(SystemTime::now());
+        match loaded {
             Ok(set) => {
                 self.inner.pool.shared().sets.store(Arc::new(set));
                 self.inner.generations.store(generation, Ordering::Release);
@@ -297,7 +335,62 @@ impl Host {
             }
         }
         drop(state);
+        drop(loading);
         Ok(self.status())
+    }
+
+    /// Starts watching the plugins path: after a plugin file, a helper module in the plugins
+    /// directory, or the single plugin file changes (debounced by
+    /// [`HostBuilder::watch_debounce`]), the set is reloaded in the background as by
+    /// [`Host::reload`]. A failed load keeps the running set and shows in `status`. Does
+    /// nothing if already watching. Watching stops at [`Host::shutdown`], at
+    /// [`Host::stop_watching`], or when the last clone of the host is dropped.
+    ///
+    /// # Failure
+    ///
+    /// [`Error::Watch`] when the path cannot be watched.
+    pub fn watch_plugins(&self) -> Result<()> {
+        let mut watcher = self.inner.watcher.lock().unwrap_or_else(|e| e.into_inner());
+        if watcher.is_some() {
+            return Ok(());
+        }
+        let host = Arc::downgrade(&self.inner);
+        *watcher = Some(PluginWatcher::start(
+            &self.inner.config.plugins,
+            self.inner.config.watch_debounce,
+            move || match host.upgrade() {
+                Some(inner) => {
+                    // The error is logged and kept for `status` by `reload` itself.
+                    let _ = Host { inner }.reload();
+                    Next::Continue
+                }
+                None => Next::Stop,
+            },
+        )?);
+        Ok(())
+    }
+
+    /// Stops watching the plugins path (see [`Host::watch_plugins`]); waits for a reload in
+    /// progress to finish. Does nothing if not watching.
+    pub fn stop_watching(&self) {
+        // Take it out before dropping it: the watcher's reload reads `status`, which locks
+        // `watcher`, and dropping joins the watcher's thread.
+        let watcher = self
+            .inner
+            .watcher
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        drop(watcher);
+    }
+
+    /// Whether the host watches its plugins path for changes.
+    pub fn is_watching(&self) -> bool {
+        self.inner
+            .watcher
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
     }
 
     /// The host's state: the live set, the last load error, and counters.
@@ -314,6 +407,8 @@ impl Host {
             last_error: reload.last_error.clone(),
             reloads: reload.reloads,
             reload_failures: reload.failures,
+            last_reload_at: reload.last_reload_at,
+            watching: self.is_watching(),
             queued: shared.queued(),
             counters: shared.counters.to_json(),
         }
@@ -322,6 +417,7 @@ impl Host {
     /// Stops taking requests, answers those queued, and stops the workers. Later requests
     /// get `error` ("the host is shutting down"). Dropping the last clone does the same.
     pub fn shutdown(&self) {
+        self.stop_watching();
         self.inner.pool.shutdown();
     }
 }
@@ -346,6 +442,10 @@ pub struct Status {
     pub reloads: u64,
     /// Reloads that failed and left the old set live.
     pub reload_failures: u64,
+    /// When the last reload (good or failed) finished; `None` before the first.
+    pub last_reload_at: Option<SystemTime>,
+    /// Whether the host watches its plugins path for changes.
+    pub watching: bool,
     /// Requests waiting in the queue.
     pub queued: usize,
     /// Requests per callback, decisions per kind, timeouts, refusals.
@@ -355,10 +455,11 @@ pub struct Status {
 impl Status {
     /// The status as the JSON of contract §8.
     pub fn to_json(&self) -> Value {
-        let loaded_at = self
-            .loaded_at
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
+        let unix_ms = |at: SystemTime| {
+            at.duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64)
+        };
+        let loaded_at = unix_ms(self.loaded_at);
         let plugins: Vec<Value> = self
             .plugins
             .iter()
@@ -379,6 +480,8 @@ impl Status {
             "last_error": self.last_error,
             "reloads": self.reloads,
             "reload_failures": self.reload_failures,
+            "last_reload_at_ms": self.last_reload_at.map(unix_ms),
+            "watching": self.watching,
             "queued": self.queued,
             "counters": self.counters,
         })

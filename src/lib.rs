@@ -32,6 +32,7 @@ pub mod error;
 pub mod host;
 pub mod plugins;
 mod pool;
+pub mod reload;
 pub mod script_api;
 mod stats;
 

@@ -178,6 +178,9 @@ impl Pool {
                 *live
             );
         }
+        // When every worker has signed off, the threads are only dropping their interpreters
+        // and plugin set: join them, so that a dropped host has freed its sets when drop returns.
+        let all_gone = *live == 0;
         drop(live);
         let handles = std::mem::take(
             &mut *self
@@ -186,7 +189,7 @@ impl Pool {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner()),
         );
-        for handle in handles.into_iter().filter(|h| h.is_finished()) {
+        for handle in handles.into_iter().filter(|h| all_gone || h.is_finished()) {
             let _ = handle.join();
         }
         self.shared.watchdog_stop.store(true, Ordering::Release);

@@ -28,6 +28,9 @@ pub struct BenchArgs {
     /// Call from --concurrency threads with blocking calls instead of pipelining.
     #[arg(long)]
     blocking: bool,
+    /// Reload the plugin set when a plugin changes during the run (hot reload under load).
+    #[arg(long)]
+    pub watch: bool,
     /// The callback's arguments (default: a sample login and node).
     args: Vec<String>,
 }
@@ -130,6 +133,9 @@ pub fn run(host: &Host, args: &BenchArgs) -> anyhow::Result<()> {
         },
         "decisions": decisions,
         "first_error": *tally.first_error.lock().unwrap_or_else(|e| e.into_inner()),
+        "generation": host.status().generation,
+        "reloads": host.status().reloads,
+        "reload_failures": host.status().reload_failures,
     });
     println!("{report}");
     Ok(())

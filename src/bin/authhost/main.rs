@@ -119,6 +119,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bench(args) => {
             let host = options
                 .builder(None)
+                .watch(args.watch)
                 .build()
                 .context("the plugin set does not load")?;
             bench::run(&host, &args)?;
