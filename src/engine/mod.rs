@@ -136,6 +136,8 @@ pub trait Interrupt: Send + Sync {
 }
 
 /// The engines compiled into this build, one per language.
+// Pushed one by one because which engines exist depends on the features.
+#[allow(clippy::vec_init_then_push)]
 pub fn builtin_engines() -> Vec<Arc<dyn Engine>> {
     #[allow(unused_mut)]
     let mut engines: Vec<Arc<dyn Engine>> = Vec::new();

@@ -81,7 +81,10 @@ pub(super) fn module(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
 /// Adds `authhost.log` with `info`, `warn` and `error`.
 fn add_log(py: Python<'_>, authhost: &Bound<'_, PyModule>) -> PyResult<()> {
     let log = PyModule::new(py, "log")?;
-    log.add("__doc__", "The host's log; every line is tagged with the plugin's file.")?;
+    log.add(
+        "__doc__",
+        "The host's log; every line is tagged with the plugin's file.",
+    )?;
     log.add_function(pyo3::wrap_pyfunction!(info, &log)?)?;
     log.add_function(pyo3::wrap_pyfunction!(warn, &log)?)?;
     log.add_function(pyo3::wrap_pyfunction!(error, &log)?)?;

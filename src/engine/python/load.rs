@@ -68,7 +68,10 @@ pub(super) fn load(
         .bind(py)
         .call_method1("begin_load", (&directory,))
         .map_err(|e| Error::Config(format!("cannot prepare Python's import path: {e}")))?;
-    let own = OwnCode::new(sources.iter().map(|s| s.display_path()).collect(), directory);
+    let own = OwnCode::new(
+        sources.iter().map(|s| s.display_path()).collect(),
+        directory,
+    );
     let loading = Loading {
         py,
         interpreter,
@@ -120,7 +123,12 @@ impl<'py> Loading<'_, 'py> {
         let mut callbacks: [Option<Py<PyAny>>; 3] = [None, None, None];
         for callback in Callback::ALL {
             callbacks[callback.index()] = self
-                .function(source, &globals, callback.function_name(), Some(callback.arity()))?
+                .function(
+                    source,
+                    &globals,
+                    callback.function_name(),
+                    Some(callback.arity()),
+                )?
                 .map(Bound::unbind);
         }
         if let Some(setup) = self.function(source, &globals, "setup", Some(0))? {
@@ -238,6 +246,9 @@ impl<'py> Loading<'_, 'py> {
     }
 }
 
+/// How the names of plugin modules begin.
+pub(super) const PLUGIN_MODULE_PREFIX: &str = "_authhost_plugin_";
+
 /// The line a function's code begins on, for messages about it.
 fn first_line(value: &Bound<'_, PyAny>) -> Option<u32> {
     value
@@ -250,12 +261,15 @@ fn first_line(value: &Bound<'_, PyAny>) -> Option<u32> {
 /// The name a plugin's module is registered under: private, and never that of a module one
 /// could import (a plugin `json.py` must not replace the standard `json`).
 fn module_name(path: &Path) -> String {
-    let stem = path.file_stem().map(|s| s.to_string_lossy()).unwrap_or_default();
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy())
+        .unwrap_or_default();
     let stem: String = stem
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
         .collect();
-    format!("_authhost_plugin_{stem}")
+    format!("{PLUGIN_MODULE_PREFIX}{stem}")
 }
 
 #[cfg(test)]
@@ -264,7 +278,10 @@ mod tests {
 
     #[test]
     fn module_names_are_private_and_identifiers() {
-        assert_eq!(module_name(Path::new("plugins/json.py")), "_authhost_plugin_json");
+        assert_eq!(
+            module_name(Path::new("plugins/json.py")),
+            "_authhost_plugin_json"
+        );
         assert_eq!(
             module_name(Path::new("plugins/node-policy.v2.py")),
             "_authhost_plugin_node_policy_v2"

@@ -173,7 +173,11 @@ impl PythonInstance {
         let raised = Raised::new(py, error, &self.plugins.own);
         if let Some(traceback) = full_traceback(py, error) {
             let tag = &self.tags[call.plugin];
-            log::write(Level::Warn, tag, &format!("{} raised:\n{traceback}", call.callback));
+            log::write(
+                Level::Warn,
+                tag,
+                &format!("{} raised:\n{traceback}", call.callback),
+            );
         }
         DecisionError::new(ErrorKind::Raised, raised.describe())
     }
@@ -235,7 +239,10 @@ mod tests {
         assert_eq!(value_of("42"), ScriptValue::Int(42));
         assert_eq!(value_of("-2"), ScriptValue::Int(-2));
         assert_eq!(value_of("42.0"), ScriptValue::Float(42.0));
-        assert_eq!(value_of("2**63"), ScriptValue::BigInt("9223372036854775808".into()));
+        assert_eq!(
+            value_of("2**63"),
+            ScriptValue::BigInt("9223372036854775808".into())
+        );
         assert_eq!(value_of("-2**63"), ScriptValue::Int(i64::MIN));
         assert_eq!(value_of("None"), ScriptValue::Nil);
         assert_eq!(value_of("'42'"), ScriptValue::Str(b"42".to_vec()));

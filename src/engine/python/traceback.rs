@@ -67,7 +67,10 @@ impl Raised {
             Ok(text) => shorten(&text.to_string_lossy()),
             Err(_) => "<the message could not be read>".to_string(),
         };
-        let frames = error.traceback(py).map(|tb| frames(&tb)).unwrap_or_default();
+        let frames = error
+            .traceback(py)
+            .map(|tb| frames(&tb))
+            .unwrap_or_default();
         let location = if error.is_instance_of::<PySyntaxError>(py) {
             syntax_location(value.as_any())
         } else {
@@ -135,7 +138,10 @@ impl Raised {
 pub(super) fn full_traceback(py: Python<'_>, error: &PyErr) -> Option<String> {
     let traceback = py.import("traceback").ok()?;
     let lines = traceback
-        .call_method1("format_exception", (error.value(py),))
+        .call_method1(
+            "format_exception",
+            (error.get_type(py), error.value(py), error.traceback(py)),
+        )
         .ok()?;
     let mut text = String::new();
     for line in lines.try_iter().ok()? {
@@ -150,10 +156,17 @@ fn type_name(ty: &Bound<'_, PyType>) -> String {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|_| "an exception".to_string());
     match ty.module() {
-        Ok(module) if !matches!(module.to_string_lossy().as_ref(), "builtins" | "__main__") => {
-            format!("{}.{name}", module.to_string_lossy())
+        // Builtins and the plugin's own classes go by their bare name; the plugin's module
+        // name is the engine's, not something the author wrote.
+        Ok(module) => {
+            let module = module.to_string_lossy();
+            if module == "builtins" || module.starts_with(super::load::PLUGIN_MODULE_PREFIX) {
+                name
+            } else {
+                format!("{module}.{name}")
+            }
         }
-        _ => name,
+        Err(_) => name,
     }
 }
 
@@ -172,8 +185,20 @@ fn frames(traceback: &Bound<'_, PyTraceback>) -> Vec<Frame> {
 fn frame(tb: &Bound<'_, PyAny>) -> Option<Frame> {
     let line = tb.getattr("tb_lineno").ok()?.extract::<u32>().unwrap_or(0);
     let code = tb.getattr("tb_frame").ok()?.getattr("f_code").ok()?;
-    let file = code.getattr("co_filename").ok()?.str().ok()?.to_string_lossy().into_owned();
-    let function = code.getattr("co_name").ok()?.str().ok()?.to_string_lossy().into_owned();
+    let file = code
+        .getattr("co_filename")
+        .ok()?
+        .str()
+        .ok()?
+        .to_string_lossy()
+        .into_owned();
+    let function = code
+        .getattr("co_name")
+        .ok()?
+        .str()
+        .ok()?
+        .to_string_lossy()
+        .into_owned();
     Some(Frame {
         file,
         line,
