@@ -591,3 +591,47 @@ mod concurrency {
         assert_eq!(seen, 2000);
     }
 }
+
+mod octodb_style {
+    use super::*;
+
+    fn example() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/plugins/octodb_style.py")
+    }
+
+    #[test]
+    fn the_octodb_style_example_works_unchanged() {
+        let host = host(example(), 2, TIMEOUT);
+        let office = r#"{"public_key":"pk-office","address":"10.0.0.7"}"#;
+        let stranger = r#"{"public_key":"pk-unknown"}"#;
+        assert_eq!(node(&host.new_node(office)), &NodeDecision::Primary);
+        assert_eq!(
+            node(&host.new_node(r#"{"public_key":"pk-backup"}"#)),
+            &NodeDecision::Async
+        );
+        assert_eq!(node(&host.new_node(stranger)), &NodeDecision::Unauthorized);
+        assert_eq!(
+            user(&host.user_login(r#"{"name":"bob"}"#, office)),
+            &UserDecision::UserId(2)
+        );
+        assert_eq!(
+            user(&host.user_login(r#"{"name":"bob"}"#, stranger)),
+            &UserDecision::NotAuthorized
+        );
+        assert_eq!(
+            user(&host.user_login(r#"{"name":"mallory"}"#, office)),
+            &UserDecision::NotAuthorized
+        );
+        assert_eq!(
+            user(&host.user_signup(r#"{"name":"carol"}"#, office)),
+            &UserDecision::NewUser
+        );
+        assert_eq!(
+            user(&host.user_signup(r#"{"name":"alice"}"#, office)),
+            &UserDecision::NotAuthorized
+        );
+        error_of(&host.user_signup("not json", office), ErrorKind::Script);
+        // node_info that is not JSON: json.loads raises, and that is an error too.
+        error_of(&host.new_node("not json"), ErrorKind::Raised);
+    }
+}
