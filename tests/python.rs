@@ -635,3 +635,72 @@ mod octodb_style {
         error_of(&host.new_node("not json"), ErrorKind::Raised);
     }
 }
+
+mod late_start {
+    use super::*;
+
+    /// Set for the child process of the test below.
+    const FRESH: &str = "AUTHHOST_TEST_FRESH_PROCESS";
+
+    #[test]
+    fn workers_started_before_python_take_a_thread_state_when_a_reload_brings_it() {
+        // Python starts once per process; only a fresh process shows a host whose first set
+        // has no Python plugin.
+        let output = Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "late_start::in_a_fresh_process", "--ignored"])
+            .env(FRESH, "1")
+            .output()
+            .expect("running the test binary");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "{stdout}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(stdout.contains("1 passed"), "{stdout}");
+    }
+
+    #[test]
+    #[ignore = "run in its own process by the test above"]
+    fn in_a_fresh_process() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::copy(
+            policies().join("mixed/nodes.lua"),
+            dir.path().join("nodes.lua"),
+        )
+        .unwrap();
+        let host = host(dir.path(), 2, TIMEOUT);
+        assert_eq!(
+            node(&host.new_node(r#"{"public_key":"pk-office"}"#)),
+            &NodeDecision::Primary
+        );
+        if std::env::var_os(FRESH).is_some() {
+            // SAFETY: always safe to ask.
+            assert_eq!(
+                unsafe { pyo3::ffi::Py_IsInitialized() },
+                0,
+                "a Lua set started Python"
+            );
+        }
+        std::fs::copy(
+            policies().join("mixed/users.py"),
+            dir.path().join("users.py"),
+        )
+        .unwrap();
+        host.reload().unwrap();
+        std::thread::scope(|scope| {
+            for _ in 0..4 {
+                scope.spawn(|| {
+                    for _ in 0..50 {
+                        let bob = host.user_login(r#"{"name":"bob"}"#, "{}");
+                        assert_eq!(user(&bob), &UserDecision::UserId(2));
+                    }
+                });
+            }
+        });
+        assert_eq!(
+            node(&host.new_node(r#"{"public_key":"pk-office"}"#)),
+            &NodeDecision::Primary
+        );
+    }
+}

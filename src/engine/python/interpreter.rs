@@ -62,6 +62,8 @@ fn set_up(py: Python<'_>, ours: bool) -> PyResult<Interpreter> {
         sys.setattr(name, Py::new(py, LogStream::new(stream, original))?)?;
     }
     if ours {
+        // stdin carries the service protocol in `authhost serve`: a policy must not read it.
+        sys.setattr("stdin", py.import("io")?.getattr("StringIO")?.call0()?)?;
         // Importing helpers must not write __pycache__ into the plugins directory: that
         // would be a change the reloader sees, and a stale .pyc could outlive an edit made
         // within the same second.
