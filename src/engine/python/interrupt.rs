@@ -97,7 +97,6 @@ impl Target {
 pub(super) struct Running<'a, 'py> {
     target: &'a Target,
     py: Python<'py>,
-    interrupted: bool,
 }
 
 impl<'a, 'py> Running<'a, 'py> {
@@ -113,17 +112,13 @@ impl<'a, 'py> Running<'a, 'py> {
         if let Some(deadline) = deadline {
             enforcer().schedule(target.clone(), ticket, deadline);
         }
-        Running {
-            target,
-            py,
-            interrupted: false,
-        }
+        Running { target, py }
     }
 
     /// Ends the call now; returns whether a timeout was raised into it.
-    pub(super) fn end(mut self) -> bool {
-        self.interrupted = self.target.end(self.py);
-        let interrupted = self.interrupted;
+    pub(super) fn end(self) -> bool {
+        let interrupted = self.target.end(self.py);
+        // Ended already: the drop would only end it again.
         std::mem::forget(self);
         interrupted
     }
