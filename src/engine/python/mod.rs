@@ -1,14 +1,14 @@
 //! The Python engine: CPython embedded through pyo3, one interpreter per process.
 //!
-//! - **Loading** ([`load`]): each plugin file runs as its own fresh module, compiled under
+//! - **Loading** (`load`): each plugin file runs as its own fresh module, compiled under
 //!   its own path so tracebacks show `file:line`; its callbacks are looked up once and its
 //!   `setup()` runs once, all within the set's timeout. The plugins directory is on
 //!   `sys.path` for helper modules, which are read afresh at every load.
-//! - **Workers** ([`thread`]): each worker thread gets a Python thread state once, for its
+//! - **Workers** (`thread`): each worker thread gets a Python thread state once, for its
 //!   whole life, and holds the GIL only while a callback runs.
-//! - **Deadlines** ([`interrupt`]): a call past its deadline gets an exception raised into
+//! - **Deadlines** (`interrupt`): a call past its deadline gets an exception raised into
 //!   it at its next bytecode; it cannot leak into the next call.
-//! - **The `authhost` module and output** ([`api`]): `authhost.log`, and `print()` /
+//! - **The `authhost` module and output** (`api`): `authhost.log`, and `print()` /
 //!   `sys.stdout` / `sys.stderr` into the host's log.
 //!
 //! Python plugins are trusted code: nothing here is a sandbox.
