@@ -139,6 +139,7 @@ pub trait Interrupt: Send + Sync {
 }
 
 /// The engines compiled into this build, one per language.
+// Pushed one by one because which engines exist depends on the features.
 #[allow(clippy::vec_init_then_push)]
 pub fn builtin_engines() -> Vec<Arc<dyn Engine>> {
     #[allow(unused_mut)]

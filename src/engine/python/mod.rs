@@ -1,0 +1,265 @@
+//! The Python engine: CPython embedded through pyo3, one interpreter per process.
+//!
+//! - **Loading** (`load`): each plugin file runs as its own fresh module, compiled under
+//!   its own path so tracebacks show `file:line`; its callbacks are looked up once and its
+//!   `setup()` runs once, all within the set's timeout. The plugins directory is on
+//!   `sys.path` for helper modules, which are read afresh at every load.
+//! - **Workers** (`thread`): each worker thread gets a Python thread state once, for its
+//!   whole life, and holds the GIL only while a callback runs.
+//! - **Deadlines** (`interrupt`): a call past its deadline gets an exception raised into
+//!   it at its next bytecode; it cannot leak into the next call.
+//! - **The `authhost` module and output** (`api`): `authhost.log`, and `print()` /
+//!   `sys.stdout` / `sys.stderr` into the host's log.
+//!
+//! Python plugins are trusted code: nothing here is a sandbox.
+
+mod api;
+mod interpreter;
+mod interrupt;
+mod load;
+mod thread;
+mod traceback;
+
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyFloat, PyInt, PyString};
+
+use self::api::{PluginScope, PolicyTimeout};
+use self::interpreter::LoadLock;
+use self::interrupt::{Running, Target, TargetInterrupt};
+use self::load::Plugins;
+use self::traceback::{full_traceback, Raised};
+use crate::completion::timeout_message;
+use crate::decision::{Callback, DecisionError, ErrorKind, ScriptValue};
+use crate::engine::{Call, Engine, Instance, Interrupt, Language, PluginSource, Prepared};
+use crate::error::Error;
+use crate::host::Config;
+use crate::script_api::log::{self, Level};
+
+/// Runs `.py` plugins in the process's CPython interpreter.
+pub struct PythonEngine {
+    _private: (),
+}
+
+impl PythonEngine {
+    /// The engine. The interpreter starts at the first load of a Python plugin, not before.
+    pub fn new() -> PythonEngine {
+        PythonEngine { _private: () }
+    }
+}
+
+impl Default for PythonEngine {
+    fn default() -> Self {
+        PythonEngine::new()
+    }
+}
+
+impl Engine for PythonEngine {
+    fn language(&self) -> Language {
+        Language::Python
+    }
+
+    fn prepare(
+        &self,
+        plugins: Vec<PluginSource>,
+        config: &Config,
+    ) -> Result<Arc<dyn Prepared>, Error> {
+        let interpreter = interpreter::get()?;
+        let plugins = Python::attach(|py| {
+            let _one_load_at_a_time = py.detach(LoadLock::acquire);
+            load::load(py, interpreter, &plugins, config)
+        })?;
+        Ok(Arc::new(PreparedPython { plugins }))
+    }
+
+    fn run_worker(&self, body: &mut dyn FnMut()) {
+        // A host whose first set has no Python plugin does not start Python for them; its
+        // workers get their thread state when a later set brings one (see `instantiate`).
+        if interpreter::is_started() {
+            thread::attached_for_life(body)
+        } else {
+            body()
+        }
+    }
+}
+
+struct PreparedPython {
+    plugins: Arc<Plugins>,
+}
+
+impl Prepared for PreparedPython {
+    fn callbacks(&self) -> Vec<Vec<Callback>> {
+        self.plugins
+            .files
+            .iter()
+            .map(|file| {
+                Callback::ALL
+                    .into_iter()
+                    .filter(|c| file.callbacks[c.index()].is_some())
+                    .collect()
+            })
+            .collect()
+    }
+
+    fn instantiate(&self, config: &Config) -> Result<Box<dyn Instance>, Error> {
+        thread::keep_thread_state();
+        let target = Target::current_thread();
+        Ok(Box::new(PythonInstance {
+            tags: self
+                .plugins
+                .files
+                .iter()
+                .map(|f| Rc::from(f.tag.as_str()))
+                .collect(),
+            plugins: self.plugins.clone(),
+            interrupt: Arc::new(TargetInterrupt(target.clone())),
+            target,
+            timeout: config.timeout,
+        }))
+    }
+}
+
+/// A worker's view of a set's Python plugins. The modules are shared by every worker; what
+/// is the worker's own is its thread, for interrupts, and its log tags.
+struct PythonInstance {
+    plugins: Arc<Plugins>,
+    tags: Vec<Rc<str>>,
+    target: Arc<Target>,
+    interrupt: Arc<dyn Interrupt>,
+    timeout: Duration,
+}
+
+impl Instance for PythonInstance {
+    fn call(&mut self, call: Call<'_>) -> Result<ScriptValue, DecisionError> {
+        let function = self.plugins.files[call.plugin].callbacks[call.callback.index()]
+            .as_ref()
+            .expect("the set routes a callback only to a plugin that defines it");
+        // Re-attaches on this thread's own thread state: this takes the GIL, nothing more.
+        Python::attach(|py| {
+            let _scope = PluginScope::enter(self.tags[call.plugin].clone());
+            let running = Running::begin(py, &self.target, call.ticket, None);
+            let returned = match call.args {
+                [one] => function.call1(py, (one.as_str(),)),
+                [first, second] => function.call1(py, (first.as_str(), second.as_str())),
+                _ => unreachable!("callbacks take one or two arguments"),
+            };
+            let interrupted = running.end();
+            match returned {
+                Ok(value) => Ok(script_value(value.bind(py))),
+                Err(error) => Err(self.call_error(py, call, &error, interrupted)),
+            }
+        })
+    }
+
+    fn interrupter(&self) -> Option<Arc<dyn Interrupt>> {
+        Some(self.interrupt.clone())
+    }
+}
+
+impl PythonInstance {
+    fn call_error(
+        &self,
+        py: Python<'_>,
+        call: Call<'_>,
+        error: &PyErr,
+        interrupted: bool,
+    ) -> DecisionError {
+        if interrupted || error.is_instance_of::<PolicyTimeout>(py) {
+            return DecisionError::new(ErrorKind::Timeout, timeout_message(self.timeout));
+        }
+        let raised = Raised::new(py, error, &self.plugins.own);
+        if let Some(traceback) = full_traceback(py, error) {
+            let tag = &self.tags[call.plugin];
+            log::write(
+                Level::Warn,
+                tag,
+                &format!("{} raised:\n{traceback}", call.callback),
+            );
+        }
+        DecisionError::new(ErrorKind::Raised, raised.describe())
+    }
+}
+
+/// What a policy returned, for the decision mapping of `crate::decision`.
+///
+/// `bool` is tested before `int` because in Python it is one; an `int` outside i64 keeps its
+/// digits for the message; everything that is not a number, a string or `None` is known by
+/// its type name only.
+fn script_value(value: &Bound<'_, PyAny>) -> ScriptValue {
+    if value.is_none() {
+        ScriptValue::Nil
+    } else if let Ok(flag) = value.cast::<PyBool>() {
+        ScriptValue::Bool(flag.is_true())
+    } else if let Ok(int) = value.cast::<PyInt>() {
+        match int.extract::<i64>() {
+            Ok(n) => ScriptValue::Int(n),
+            Err(_) => ScriptValue::BigInt(decimal(int)),
+        }
+    } else if let Ok(float) = value.cast::<PyFloat>() {
+        ScriptValue::Float(float.value())
+    } else if let Ok(text) = value.cast::<PyString>() {
+        ScriptValue::Str(text.to_string_lossy().into_owned().into_bytes())
+    } else {
+        let type_name = value
+            .get_type()
+            .name()
+            .map_or_else(|_| "object".to_string(), |n| n.to_string());
+        ScriptValue::Other(type_name)
+    }
+}
+
+/// The decimal digits of a big integer, even of an `int` subclass that prints otherwise.
+fn decimal(int: &Bound<'_, PyInt>) -> String {
+    let py = int.py();
+    py.get_type::<PyInt>()
+        .call_method1("__repr__", (int,))
+        .map(|text| text.to_string())
+        .unwrap_or_else(|_| "(an integer too long to print)".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::CString;
+
+    fn value_of(expression: &str) -> ScriptValue {
+        Python::attach(|py| {
+            let code = CString::new(expression).unwrap();
+            script_value(&py.eval(&code, None, None).unwrap())
+        })
+    }
+
+    #[test]
+    fn returns_map_to_script_values() {
+        assert_eq!(value_of("True"), ScriptValue::Bool(true));
+        assert_eq!(value_of("False"), ScriptValue::Bool(false));
+        assert_eq!(value_of("42"), ScriptValue::Int(42));
+        assert_eq!(value_of("-2"), ScriptValue::Int(-2));
+        assert_eq!(value_of("42.0"), ScriptValue::Float(42.0));
+        assert_eq!(
+            value_of("2**63"),
+            ScriptValue::BigInt("9223372036854775808".into())
+        );
+        assert_eq!(value_of("-2**63"), ScriptValue::Int(i64::MIN));
+        assert_eq!(value_of("None"), ScriptValue::Nil);
+        assert_eq!(value_of("'42'"), ScriptValue::Str(b"42".to_vec()));
+        assert_eq!(value_of("b'1'"), ScriptValue::Other("bytes".into()));
+        assert_eq!(value_of("(1, 2)"), ScriptValue::Other("tuple".into()));
+        assert_eq!(value_of("{'id': 1}"), ScriptValue::Other("dict".into()));
+    }
+
+    #[test]
+    fn int_subclasses_are_ints_and_keep_their_digits() {
+        assert_eq!(
+            value_of("__import__('enum').IntEnum('E', {'A': 7}).A"),
+            ScriptValue::Int(7)
+        );
+        assert_eq!(
+            value_of("__import__('enum').IntEnum('E', {'BIG': 2**70}).BIG"),
+            ScriptValue::BigInt("1180591620717411303424".into())
+        );
+    }
+}

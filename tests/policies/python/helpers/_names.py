@@ -1,0 +1,1 @@
+USERS = {"alice": 1, "bob": 2}

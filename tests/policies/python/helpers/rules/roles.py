@@ -1,0 +1,1 @@
+ROLES = {"pk-office": "primary", "pk-laptop": "secondary"}

@@ -1,0 +1,2 @@
+async def on_new_node(node_info):
+    return "primary"

@@ -1,0 +1,1 @@
+function on_new_node(node_info) return "secondary" end

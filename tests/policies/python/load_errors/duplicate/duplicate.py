@@ -1,0 +1,2 @@
+def on_new_node(node_info):
+    return "primary"

@@ -1,0 +1,1 @@
+on_user_login = 42

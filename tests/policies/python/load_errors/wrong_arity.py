@@ -1,0 +1,2 @@
+def on_user_login(login_info):
+    return 1
