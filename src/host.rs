@@ -44,6 +44,8 @@ pub struct Config {
     pub queue_per_worker: usize,
     /// Memory limit of each Lua interpreter, in bytes.
     pub lua_memory_limit: usize,
+    /// Names this configuration's `:memory:` database and keeps it alive; clones share it.
+    pub db_scope: crate::script_api::db::DatabaseScope,
 }
 
 impl Default for Config {
@@ -55,6 +57,7 @@ impl Default for Config {
             timeout: Duration::from_millis(2000),
             queue_per_worker: 1024,
             lua_memory_limit: 64 << 20,
+            db_scope: Default::default(),
         }
     }
 }

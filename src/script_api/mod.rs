@@ -4,3 +4,5 @@
 //! behaviour lives here once.
 
 pub mod log;
+pub mod db;
+pub mod password;
