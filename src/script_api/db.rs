@@ -310,24 +310,17 @@ impl Database {
     /// [`DbError::Sql`] for anything SQLite refuses (naming the problem), [`DbError::Timeout`]
     /// at the deadline, [`DbError::Open`] when the database cannot be opened.
     pub fn query(&self, sql: &str, params: &[Value]) -> Result<Rows, DbError> {
-        let mut result = Rows::default();
-        self.query_each(
-            sql,
-            params,
-            |columns| result.columns = columns.to_vec(),
-            |row| {
-                result
-                    .rows
-                    .push(row.iter().map(|v| Value::from_ref(*v)).collect());
-                Ok::<(), DbError>(())
-            },
-        )?;
-        Ok(result)
+        let mut rows = Vec::new();
+        let columns = self.query_each(sql, params, |_, row| {
+            rows.push(row.iter().map(|v| Value::from_ref(*v)).collect());
+            Ok::<(), DbError>(())
+        })?;
+        Ok(Rows { columns, rows })
     }
 
-    /// Runs `sql` with `params` bound, calling `columns` once with the column names and then
-    /// `row` for each row, with values borrowed from SQLite (no copy). Bindings use this to
-    /// build their language's rows directly.
+    /// Runs `sql` with `params` bound and calls `row` with the column names and each row's
+    /// values, borrowed from SQLite (no copy); returns the column names. Bindings use this
+    /// to build their language's rows directly.
     ///
     /// # Failure
     ///
@@ -336,28 +329,23 @@ impl Database {
         &self,
         sql: &str,
         params: &[Value],
-        columns: impl FnOnce(&[String]),
-        mut row: impl FnMut(&[ValueRef<'_>]) -> Result<(), E>,
-    ) -> Result<(), E> {
+        mut row: impl FnMut(&[String], &[ValueRef<'_>]) -> Result<(), E>,
+    ) -> Result<Vec<String>, E> {
         self.with_connection(|connection| {
-            let mut statement = connection
-                .prepare_cached(sql)
-                .map_err(|e| sql_error(e, sql))?;
+            let mut statement = connection.prepare_cached(sql).map_err(|e| sql_error(e, sql))?;
             check_parameter_count(statement.parameter_count(), params.len(), sql)?;
             let names: Vec<String> = statement.column_names().map(str::to_owned).collect();
-            columns(&names);
-            let count = names.len();
             let mut rows = statement
                 .query(rusqlite::params_from_iter(params))
                 .map_err(|e| sql_error(e, sql))?;
             while let Some(next) = rows.next().map_err(|e| sql_error(e, sql))? {
-                let values = (0..count)
+                let values = (0..names.len())
                     .map(|index| next.get_ref(index))
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(|e| sql_error(e, sql))?;
-                row(&values)?;
+                row(&names, &values)?;
             }
-            Ok(())
+            Ok(names)
         })
     }
 

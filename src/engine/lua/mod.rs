@@ -6,6 +6,7 @@
 //! runaway loop stops on time and the interpreter stays usable.
 
 mod api;
+mod db;
 mod json;
 mod sandbox;
 
@@ -22,6 +23,7 @@ use crate::decision::{Callback, DecisionError, ErrorKind, ScriptValue};
 use crate::engine::{Call, Engine, Instance, Language, PluginSource, Prepared};
 use crate::error::Error;
 use crate::host::Config;
+use crate::script_api::db::{Database, RequestScope};
 
 /// How many VM instructions run between two deadline checks. A check reads the clock
 /// (~20 ns), so this keeps the hook's cost far below 1% while stopping a loop within
@@ -115,7 +117,9 @@ impl LuaInstance {
         )
         .map_err(setup_error)?;
         sandbox::apply(&lua, clock.clone()).map_err(setup_error)?;
-        let shared_api = api::shared(&lua).map_err(setup_error)?;
+        // The worker's connection when built on a worker; a probe's own one in `prepare`.
+        let db = Database::for_config(config);
+        let shared_api = api::shared(&lua, db.clone(), clock.clone()).map_err(setup_error)?;
 
         let mut functions = Vec::with_capacity(plugins.len());
         for plugin in plugins {
@@ -123,12 +127,14 @@ impl LuaInstance {
             let load_error = |e: mlua::Error| Error::load(&plugin.path, &describe(&e));
             let env = plugin_env(&lua, &shared_api, &path).map_err(setup_error)?;
             clock.arm(Instant::now() + config.timeout);
+            let loading = RequestScope::enter(&db, Instant::now() + config.timeout);
             lua.load(plugin.text.as_str())
                 .set_name(format!("@{path}"))
                 .set_mode(ChunkMode::Text)
                 .set_environment(env.clone())
                 .exec()
                 .map_err(|e| load_failure(&plugin.path, &e, &clock, config))?;
+            drop(loading);
             let mut found: [Option<Function>; 3] = [None, None, None];
             for callback in Callback::ALL {
                 found[callback.index()] = match env.raw_get::<Value>(callback.function_name()).map_err(load_error)? {
@@ -146,6 +152,9 @@ impl LuaInstance {
                 match env.raw_get::<Value>("setup").map_err(load_error)? {
                     Value::Function(setup) => {
                         clock.arm(Instant::now() + config.timeout);
+                        // setup() may use authhost.db (to create its tables), within the
+                        // timeout; a transaction it leaves open is rolled back.
+                        let _setup = RequestScope::enter(&db, Instant::now() + config.timeout);
                         setup
                             .call::<()>(())
                             .map_err(|e| load_failure(&plugin.path, &e, &clock, config))?;
@@ -270,12 +279,24 @@ fn describe(error: &mlua::Error) -> String {
             // Errors raised by Rust functions carry no position; take the script's own
             // frame from the traceback so the author can find the call.
             match script_position(traceback) {
-                Some(position) if !message.starts_with(&position) => format!("{position} {message}"),
+                Some(position) if !has_script_position(&message) => format!("{position} {message}"),
                 _ => message,
             }
         }
         mlua::Error::WithContext { context, cause } => format!("{context}: {}", describe(cause)),
         other => other.to_string(),
+    }
+}
+
+/// Whether `message` already starts with `FILE:LINE:` (an error re-raised through a Rust
+/// function such as `authhost.db.transaction` keeps its own position).
+fn has_script_position(message: &str) -> bool {
+    let mut parts = message.splitn(3, ':');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(file), Some(line), Some(_)) => {
+            !file.is_empty() && !file.contains(' ') && !line.is_empty() && line.bytes().all(|b| b.is_ascii_digit())
+        }
+        _ => false,
     }
 }
 
