@@ -743,9 +743,10 @@ mod tests {
     use super::*;
 
     fn memory_config() -> Config {
-        let mut config = Config::default();
-        config.db = ":memory:".into();
-        config
+        Config {
+            db: ":memory:".into(),
+            ..Config::default()
+        }
     }
 
     fn in_request<T>(db: &Database, f: impl FnOnce() -> T) -> T {
