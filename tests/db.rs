@@ -486,3 +486,26 @@ fn the_example_policy_signs_up_logs_in_and_admits_nodes() {
         alice.user().unwrap().clone()
     );
 }
+
+#[test]
+fn rows_and_decoded_json_count_against_the_lua_memory_limit() {
+    let host = Host::builder()
+        .plugins(policy("memory"))
+        .db(":memory:")
+        .workers(1)
+        .timeout(TIMEOUT)
+        .lua_memory_limit(16 << 20)
+        .build()
+        .unwrap();
+    for what in ["rows", "json"] {
+        let outcome = host.new_node(what);
+        let error = outcome.decision.error_cause().expect("an error");
+        assert_eq!(error.kind, ErrorKind::Memory, "{what}: {error:?}");
+        // The interpreter stays usable.
+        assert_eq!(
+            node(&host.new_node("small")),
+            NodeDecision::Primary,
+            "after {what}"
+        );
+    }
+}

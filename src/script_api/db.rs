@@ -130,6 +130,34 @@ impl ToSql for Value {
     }
 }
 
+/// One row of a query, as [`Database::query_each`] hands it out: values borrowed from SQLite.
+pub struct Row<'a> {
+    row: &'a rusqlite::Row<'a>,
+    count: usize,
+    sql: &'a str,
+}
+
+impl Row<'_> {
+    /// The number of columns.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    /// Whether the row has no columns (never, for a query that returns rows).
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// The value of column `index` (0-based), borrowed from SQLite.
+    ///
+    /// # Failure
+    ///
+    /// An index past the last column.
+    pub fn get(&self, index: usize) -> Result<ValueRef<'_>, DbError> {
+        self.row.get_ref(index).map_err(|e| sql_error(e, self.sql))
+    }
+}
+
 /// What a query returned: column names, then each row's values in column order.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Rows {
@@ -310,42 +338,65 @@ impl Database {
     /// [`DbError::Sql`] for anything SQLite refuses (naming the problem), [`DbError::Timeout`]
     /// at the deadline, [`DbError::Open`] when the database cannot be opened.
     pub fn query(&self, sql: &str, params: &[Value]) -> Result<Rows, DbError> {
-        let mut rows = Vec::new();
-        let columns = self.query_each(sql, params, |_, row| {
-            rows.push(row.iter().map(|v| Value::from_ref(*v)).collect());
-            Ok::<(), DbError>(())
-        })?;
-        Ok(Rows { columns, rows })
+        let mut result = Rows::default();
+        self.query_each(
+            sql,
+            params,
+            |columns| result.columns = columns.iter().map(|c| c.to_string()).collect(),
+            |row| {
+                let values = (0..row.len()).map(|i| row.get(i).map(Value::from_ref));
+                result.rows.push(values.collect::<Result<_, _>>()?);
+                Ok::<(), DbError>(())
+            },
+        )?;
+        Ok(result)
     }
 
-    /// Runs `sql` with `params` bound and calls `row` with the column names and each row's
-    /// values, borrowed from SQLite (no copy); returns the column names. Bindings use this
+    /// Runs `sql` with `params` bound, calls `columns` once with the column names, then
+    /// `row` with each row, whose values are borrowed from SQLite (no copy). Bindings use this
     /// to build their language's rows directly.
     ///
     /// # Failure
     ///
-    /// As [`Database::query`], or the first error `row` returns (which stops the query).
+    /// As [`Database::query`], or the first error `columns` or `row` returns (which stops the
+    /// query).
     pub fn query_each<E: From<DbError>>(
         &self,
         sql: &str,
         params: &[Value],
-        mut row: impl FnMut(&[String], &[ValueRef<'_>]) -> Result<(), E>,
-    ) -> Result<Vec<String>, E> {
+        columns: impl FnOnce(&[&str]),
+        mut row: impl FnMut(&Row<'_>) -> Result<(), E>,
+    ) -> Result<(), E> {
         self.with_connection(|connection| {
-            let mut statement = connection.prepare_cached(sql).map_err(|e| sql_error(e, sql))?;
+            let mut statement = connection
+                .prepare_cached(sql)
+                .map_err(|e| sql_error(e, sql))?;
             check_parameter_count(statement.parameter_count(), params.len(), sql)?;
-            let names: Vec<String> = statement.column_names().map(str::to_owned).collect();
+            {
+                // Few columns: names on the stack, no allocation per query.
+                let mut names: [&str; 8] = [""; 8];
+                let count = statement.column_count();
+                if count <= names.len() {
+                    for (slot, name) in names.iter_mut().zip(statement.column_names()) {
+                        *slot = name;
+                    }
+                    columns(&names[..count]);
+                } else {
+                    columns(&statement.column_names().collect::<Vec<_>>());
+                }
+            }
+            let count = statement.column_count();
             let mut rows = statement
                 .query(rusqlite::params_from_iter(params))
                 .map_err(|e| sql_error(e, sql))?;
             while let Some(next) = rows.next().map_err(|e| sql_error(e, sql))? {
-                let values = (0..names.len())
-                    .map(|index| next.get_ref(index))
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(|e| sql_error(e, sql))?;
-                row(&names, &values)?;
+                row(&Row {
+                    row: next,
+                    count,
+                    sql,
+                })?;
             }
-            Ok(names)
+            Ok(())
         })
     }
 

@@ -6,12 +6,13 @@
 //! A Lua string parameter binds as TEXT when it is UTF-8 and as BLOB otherwise; a boolean
 //! binds as 1 or 0 (SQLite has no boolean type).
 
+use std::cell::RefCell;
 use std::rc::Rc;
 
 use mlua::{Function, Lua, LuaString, MultiValue, Table, Value, Variadic};
 use rusqlite::types::ValueRef;
 
-use super::Clock;
+use super::{with_lifted_limit, Clock, MemoryBudget};
 use crate::script_api::db::{Database, DbError, Value as SqlValue};
 
 /// Builds the `authhost.db` table over `db`. `clock` is marked expired when SQLite stops a
@@ -23,7 +24,21 @@ pub(super) fn module(lua: &Lua, db: Database, clock: Rc<Clock>) -> mlua::Result<
     let query = lua.create_function(move |lua, (sql, params): (Value, Variadic<Value>)| {
         let sql = sql_text(&sql, "query")?;
         let params = sql_params(&params, "query")?;
-        query_rows(lua, &query_db, &sql, &params).map_err(|e| raise(&query_clock, e))
+        let mut failure = None;
+        let rows = with_lifted_limit(lua, |budget| {
+            query_rows(lua, budget, &query_db, &sql, &params).map_err(|e| match e {
+                LuaDbError::Lua(e) => e,
+                // Kept aside: a database error is raised once the limit is back.
+                LuaDbError::Db(e) => {
+                    failure = Some(e);
+                    mlua::Error::runtime("")
+                }
+            })
+        });
+        match (rows, failure) {
+            (_, Some(e)) => Err(raise(&query_clock, LuaDbError::Db(e))),
+            (rows, None) => rows,
+        }
     })?;
     table.raw_set("query", query)?;
 
@@ -109,30 +124,47 @@ fn raise(clock: &Clock, error: LuaDbError) -> mlua::Error {
 
 fn query_rows(
     lua: &Lua,
+    budget: MemoryBudget,
     db: &Database,
     sql: &str,
     params: &[SqlValue],
 ) -> Result<Table, LuaDbError> {
     let rows = lua.create_table()?;
     // Column names become Lua strings once per query, not once per row.
-    let mut names: Vec<LuaString> = Vec::new();
+    let names: RefCell<mlua::Result<Vec<LuaString>>> = RefCell::new(Ok(Vec::new()));
     let mut count = 0;
-    db.query_each(sql, params, |columns, values| {
-        if names.is_empty() {
-            names = columns
-                .iter()
-                .map(|c| lua.create_string(c))
-                .collect::<mlua::Result<_>>()?;
-        }
-        let row = lua.create_table_with_capacity(0, values.len())?;
-        for (name, value) in names.iter().zip(values) {
-            row.raw_set(name, lua_value(lua, *value)?)?;
-        }
-        count += 1;
-        rows.raw_set(count, row)?;
-        Ok::<(), LuaDbError>(())
-    })?;
+    db.query_each(
+        sql,
+        params,
+        |columns| {
+            *names.borrow_mut() = columns.iter().map(|c| lua.create_string(c)).collect();
+        },
+        |row| {
+            let names = names.borrow();
+            let names = names.as_ref().map_err(|e| LuaDbError::Lua(e.clone()))?;
+            // A row's table and values, roughly: the limit holds to within one row.
+            let mut size = 64;
+            for index in 0..row.len() {
+                size += 40 + value_size(row.get(index)?);
+            }
+            budget.check(lua, size)?;
+            let table = lua.create_table_with_capacity(0, row.len())?;
+            for (index, name) in names.iter().enumerate() {
+                table.raw_set(name, lua_value(lua, row.get(index)?)?)?;
+            }
+            count += 1;
+            rows.raw_set(count, table)?;
+            Ok::<(), LuaDbError>(())
+        },
+    )?;
     Ok(rows)
+}
+
+fn value_size(value: ValueRef<'_>) -> usize {
+    match value {
+        ValueRef::Text(bytes) | ValueRef::Blob(bytes) => bytes.len(),
+        _ => 0,
+    }
 }
 
 fn lua_value(lua: &Lua, value: ValueRef<'_>) -> mlua::Result<Value> {
