@@ -27,9 +27,10 @@
 //! or [`MAX_BCRYPT_COST`]: such a hash would hold a worker for minutes or ask for more memory
 //! than the machine has.
 
-use argon2::password_hash::phc::PasswordHash;
-use argon2::password_hash::{PasswordHasher, PasswordVerifier};
-use argon2::{Algorithm, Argon2, Params, Version};
+use std::cell::RefCell;
+
+use argon2::password_hash::phc::{Output, ParamsString, PasswordHash, Salt};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 
 /// Argon2 memory cost of new hashes, in KiB (OWASP's minimum for argon2id).
 pub const HASH_M_KIB: u32 = 19_456;
@@ -62,19 +63,66 @@ pub enum PasswordError {
     Hashing(String),
 }
 
+/// Argon2 working memory kept per thread, at most this many 1 KiB blocks (64 MiB).
+const KEPT_BLOCKS: usize = 64 * 1024;
+
+thread_local! {
+    /// Argon2's working memory (19 MiB for new hashes), reused by each thread's hashes:
+    /// allocating it afresh costs thousands of page faults per hash, about as much time as
+    /// the hashing itself, and makes threads queue on the kernel's memory-map lock.
+    static BLOCKS: RefCell<Vec<Block>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs argon2 with this thread's kept working memory.
+fn argon2_into(
+    argon2: &Argon2<'_>,
+    password: &[u8],
+    salt: &[u8],
+    out: &mut [u8],
+) -> Result<(), argon2::Error> {
+    let needed = argon2.params().block_count();
+    BLOCKS.with(|kept| match kept.try_borrow_mut() {
+        Ok(mut blocks) => {
+            if blocks.len() < needed {
+                blocks.resize(needed, Block::default());
+            }
+            let result =
+                argon2.hash_password_into_with_memory(password, salt, out, &mut blocks[..needed]);
+            if blocks.len() > KEPT_BLOCKS {
+                *blocks = Vec::new();
+            }
+            result
+        }
+        // Only if hashing were re-entered on this thread: use memory of its own.
+        Err(_) => argon2.hash_password_into_with_memory(
+            password,
+            salt,
+            out,
+            vec![Block::default(); needed],
+        ),
+    })
+}
+
 /// Hashes `password` as an argon2id PHC string (m = 19456 KiB, t = 2, p = 1, random salt).
 ///
 /// # Failure
 ///
 /// Only when the system cannot provide randomness for the salt.
 pub fn hash_password(password: &[u8]) -> Result<String, PasswordError> {
-    let params = Params::new(HASH_M_KIB, HASH_T, HASH_P, None)
-        .map_err(|e| PasswordError::Hashing(e.to_string()))?;
-    let hasher = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
-    hasher
-        .hash_password(password)
-        .map(|hash| hash.to_string())
-        .map_err(|e| PasswordError::Hashing(e.to_string()))
+    let failed = |e: &dyn std::fmt::Display| PasswordError::Hashing(e.to_string());
+    let params = Params::new(HASH_M_KIB, HASH_T, HASH_P, None).map_err(|e| failed(&e))?;
+    let salt = argon2::password_hash::try_generate_salt().map_err(|e| failed(&e))?;
+    let mut out = [0u8; Params::DEFAULT_OUTPUT_LEN];
+    let hasher = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
+    argon2_into(&hasher, password, &salt, &mut out).map_err(|e| failed(&e))?;
+    let hash = PasswordHash {
+        algorithm: Algorithm::Argon2id.ident(),
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(&params).map_err(|e| failed(&e))?,
+        salt: Some(Salt::new(&salt).map_err(|e| failed(&e))?),
+        hash: Some(Output::new(&out).map_err(|e| failed(&e))?),
+    };
+    Ok(hash.to_string())
 }
 
 /// Checks `password` against `hash`: an argon2i/argon2d/argon2id PHC string or a bcrypt
@@ -97,13 +145,16 @@ pub fn verify_password(hash: &str, password: &[u8]) -> Result<bool, PasswordErro
 }
 
 fn verify_argon2(hash: &str, password: &[u8]) -> Result<bool, PasswordError> {
-    let parsed = PasswordHash::new(hash)
-        .map_err(|e| PasswordError::Malformed(format!("{e} in {}", describe(hash))))?;
-    let algorithm = Algorithm::try_from(parsed.algorithm.as_str()).map_err(|_| {
-        PasswordError::Malformed(format!("unknown argon2 variant in {}", describe(hash)))
-    })?;
-    let params = Params::try_from(&parsed)
-        .map_err(|e| PasswordError::Malformed(format!("{e} in {}", describe(hash))))?;
+    let malformed =
+        |e: &dyn std::fmt::Display| PasswordError::Malformed(format!("{e} in {}", describe(hash)));
+    let parsed = PasswordHash::new(hash).map_err(|e| malformed(&e))?;
+    let algorithm = Algorithm::try_from(parsed.algorithm.as_str())
+        .map_err(|_| malformed(&"unknown argon2 variant"))?;
+    let version = match parsed.version {
+        Some(number) => Version::try_from(number).map_err(|e| malformed(&e))?,
+        None => Version::default(),
+    };
+    let params = Params::try_from(&parsed).map_err(|e| malformed(&e))?;
     if params.m_cost() > MAX_ARGON2_M_KIB
         || params.t_cost() > MAX_ARGON2_T
         || params.p_cost() > MAX_ARGON2_P
@@ -115,21 +166,19 @@ fn verify_argon2(hash: &str, password: &[u8]) -> Result<bool, PasswordError> {
             params.p_cost()
         )));
     }
-    if parsed.salt.is_none() || parsed.hash.is_none() {
-        return Err(PasswordError::Malformed(format!(
-            "no salt or no hash in {}",
-            describe(hash)
-        )));
-    }
-    // The hash's own algorithm, version and parameters are used; this instance's are not.
-    match Argon2::new(algorithm, Version::default(), params).verify_password(password, &parsed) {
-        Ok(()) => Ok(true),
-        Err(argon2::password_hash::Error::PasswordInvalid) => Ok(false),
-        Err(e) => Err(PasswordError::Malformed(format!(
-            "{e} in {}",
-            describe(hash)
-        ))),
-    }
+    let (Some(salt), Some(expected)) = (&parsed.salt, &parsed.hash) else {
+        return Err(malformed(&"no salt or no hash"));
+    };
+    let mut out = vec![0u8; expected.len()];
+    argon2_into(
+        &Argon2::new(algorithm, version, params),
+        password,
+        salt,
+        &mut out,
+    )
+    .map_err(|e| malformed(&e))?;
+    // `Output`'s equality is constant-time.
+    Ok(Output::new(&out).map_err(|e| malformed(&e))? == *expected)
 }
 
 fn verify_bcrypt(hash: &str, password: &[u8]) -> Result<bool, PasswordError> {
@@ -175,13 +224,27 @@ mod tests {
     }
 
     #[test]
+    fn a_hash_from_the_reference_implementation_verifies() {
+        // The argon2 reference implementation's test vector (argon2 CLI, "password", salt
+        // "somesalt", t=2, m=65536, p=1) and one by argon2-cffi (libargon2) for "pw".
+        let reference = "$argon2id$v=19$m=65536,t=2,p=1$c29tZXNhbHQ$CTFhFdXPJO1aFaMaO6Mm5c8y7cJHAph8ArZWb2GRPPc";
+        assert!(verify_password(reference, b"password").unwrap());
+        assert!(!verify_password(reference, b"Password").unwrap());
+        let argon2_cffi = "$argon2id$v=19$m=19456,t=2,p=1$IL2cvlQJg7OGhMCrRY7aDQ$QcIDLBmyGuenHCYYlK/nonAghjkMcXoXOh1smSdFd6M";
+        assert!(verify_password(argon2_cffi, b"pw7").unwrap());
+        assert!(!verify_password(argon2_cffi, b"pw8").unwrap());
+    }
+
+    #[test]
     fn argon2i_and_argon2d_verify() {
         for algorithm in [Algorithm::Argon2i, Algorithm::Argon2d] {
             let params = Params::new(64, 1, 1, None).unwrap();
-            let hash = Argon2::new(algorithm, Version::V0x13, params)
-                .hash_password(b"secret")
-                .unwrap()
-                .to_string();
+            let hash = argon2::PasswordHasher::hash_password(
+                &Argon2::new(algorithm, Version::V0x13, params),
+                b"secret",
+            )
+            .unwrap()
+            .to_string();
             assert!(verify_password(&hash, b"secret").unwrap(), "{hash}");
             assert!(!verify_password(&hash, b"other").unwrap(), "{hash}");
         }

@@ -91,34 +91,33 @@ pub(crate) struct MemoryBudget {
 impl MemoryBudget {
     /// Fails with a memory error if allocating `more` bytes would pass the limit.
     pub(crate) fn check(self, lua: &Lua, more: usize) -> mlua::Result<()> {
-        if self.limit != 0 && lua.used_memory().saturating_add(more) > self.limit {
-            return Err(mlua::Error::MemoryError("not enough memory".into()));
+        let fits = || self.limit == 0 || lua.used_memory().saturating_add(more) <= self.limit;
+        if fits() {
+            return Ok(());
         }
-        Ok(())
+        // Garbage counts too: collect first, as Lua itself does before failing an allocation.
+        lua.gc_collect()?;
+        if fits() {
+            return Ok(());
+        }
+        Err(mlua::Error::MemoryError("not enough memory".into()))
     }
 }
 
 /// Runs `build`, Rust code that only creates Lua values (decoded JSON, query rows, call
-/// arguments), with the interpreter's memory limit lifted and its collector paused, then puts
-/// both back and checks the limit.
+/// arguments), with the interpreter's memory limit lifted, then puts it back and checks it.
 ///
 /// Why: while a limit is set, mlua guards every single allocation with a protected call
 /// (~100 ns each), and one query row or decoded object takes a dozen. `build` runs no script
-/// code (the paused collector runs no finalizer either), so what it allocates is only what it
-/// builds; it must call [`MemoryBudget::check`] as it grows, so the limit still holds.
+/// code, so what it allocates is what it builds (and what the collector's finalizers, if a
+/// script set any, allocate meanwhile); it calls [`MemoryBudget::check`] as it grows, so the
+/// limit still holds to within one row or one JSON value.
 pub(crate) fn with_lifted_limit<R>(
     lua: &Lua,
     build: impl FnOnce(MemoryBudget) -> mlua::Result<R>,
 ) -> mlua::Result<R> {
     let limit = lua.set_memory_limit(0)?;
-    let collecting = lua.gc_is_running();
-    if collecting {
-        lua.gc_stop();
-    }
     let built = build(MemoryBudget { limit });
-    if collecting {
-        lua.gc_restart();
-    }
     lua.set_memory_limit(limit)?;
     let built = built?;
     MemoryBudget { limit }.check(lua, 0)?;
