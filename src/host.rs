@@ -49,6 +49,8 @@ pub struct Config {
     pub watch: bool,
     /// Quiet time after the last file change before a watched reload starts.
     pub watch_debounce: Duration,
+    /// Names this configuration's `:memory:` database and keeps it alive; clones share it.
+    pub db_scope: crate::script_api::db::DatabaseScope,
 }
 
 impl Default for Config {
@@ -62,6 +64,7 @@ impl Default for Config {
             lua_memory_limit: 64 << 20,
             watch: false,
             watch_debounce: DEFAULT_DEBOUNCE,
+            db_scope: Default::default(),
         }
     }
 }

@@ -23,6 +23,7 @@ use crate::decision::{Decision, DecisionError, ErrorKind, Outcome};
 use crate::engine::{Call, Engine, Instance, Interrupt};
 use crate::host::Config;
 use crate::plugins::PluginSet;
+use crate::script_api::db::{Database, RequestScope};
 use crate::stats::Counters;
 
 /// How often the watchdog looks for calls past their deadline.
@@ -255,12 +256,14 @@ fn spawn_worker(shared: &Arc<Shared>, index: usize) {
         .name(format!("authhost-worker-{index}"))
         .spawn(move || {
             let engines = for_thread.engines.clone();
+            let db = Database::for_config(&for_thread.config);
             let mut worker = Worker {
                 shared: for_thread,
                 index,
                 state: None,
                 failed_generation: None,
                 tickets: 0,
+                db,
             };
             within_engines(&engines, &mut || worker.run());
             let mut live = worker
@@ -309,6 +312,8 @@ struct Worker {
     state: Option<WorkerState>,
     failed_generation: Option<u64>,
     tickets: u64,
+    /// This worker's database connection (opened on first use), kept across generations.
+    db: Database,
 }
 
 impl Worker {
@@ -381,6 +386,8 @@ impl Worker {
             completion,
             interrupt: instance.interrupter(),
         });
+        // The scope gives SQLite the deadline and rolls back a transaction the call left open.
+        let request = RequestScope::enter(&self.db, deadline);
         let returned = instance.call(Call {
             callback,
             plugin: route.plugin,
@@ -388,6 +395,7 @@ impl Worker {
             deadline,
             ticket,
         });
+        drop(request);
         let running = self.shared.running[self.index]
             .lock()
             .unwrap_or_else(|e| e.into_inner())

@@ -3,4 +3,6 @@
 //! Each engine binds these to its language's idioms (Lua tables, a Python module); the
 //! behaviour lives here once.
 
+pub mod db;
 pub mod log;
+pub mod password;

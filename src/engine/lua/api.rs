@@ -1,14 +1,48 @@
 //! The `authhost` table each Lua plugin sees (contract §5).
 
+use std::rc::Rc;
+
 use mlua::{Lua, MultiValue, Table, Value};
 
+use super::Clock;
+use crate::script_api::db::Database;
 use crate::script_api::log::{self, Level};
+use crate::script_api::password;
 
-/// The parts of `authhost` every plugin of an interpreter shares.
-pub(super) fn shared(lua: &Lua) -> mlua::Result<Table> {
+/// The parts of `authhost` every plugin of an interpreter shares: `json`, `db` (over `db`)
+/// and the password functions.
+pub(super) fn shared(lua: &Lua, db: Database, clock: Rc<Clock>) -> mlua::Result<Table> {
     let api = lua.create_table()?;
     api.raw_set("json", super::json::module(lua)?)?;
+    api.raw_set("db", super::db::module(lua, db, clock)?)?;
+    let hash = lua.create_function(|lua, password: Value| {
+        let password = string_argument(&password, "hash_password", "the password")?;
+        let hash = password::hash_password(&password).map_err(mlua::Error::runtime)?;
+        lua.create_string(hash)
+    })?;
+    api.raw_set("hash_password", hash)?;
+    let verify = lua.create_function(|_, (hash, password): (Value, Value)| {
+        let hash = string_argument(&hash, "verify_password", "the hash")?;
+        let password = string_argument(&password, "verify_password", "the password")?;
+        let hash = std::str::from_utf8(&hash).map_err(|_| {
+            mlua::Error::runtime("authhost.verify_password: malformed password hash: not UTF-8")
+        })?;
+        password::verify_password(hash, &password)
+            .map_err(|e| mlua::Error::runtime(format!("authhost.verify_password: {e}")))
+    })?;
+    api.raw_set("verify_password", verify)?;
     Ok(api)
+}
+
+/// A string argument's bytes; anything else (numbers included) is an error naming `what`.
+fn string_argument(value: &Value, function: &str, what: &str) -> mlua::Result<Vec<u8>> {
+    match value {
+        Value::String(s) => Ok(s.as_bytes().to_vec()),
+        other => Err(mlua::Error::runtime(format!(
+            "authhost.{function}: {what} must be a string, got {}",
+            other.type_name()
+        ))),
+    }
 }
 
 /// The `authhost` table of the plugin at `path`: the shared parts plus its own tagged log.

@@ -5,7 +5,13 @@
 //! (so an empty table is `{}`).
 
 use mlua::{Lua, Table, Value};
+
+use super::MemoryBudget;
 use serde_json::Value as Json;
+
+/// Slots a decoded table starts with (JSON does not say how many fields follow): enough for
+/// the usual small objects without a rehash per key.
+const SIZE_GUESS: usize = 4;
 
 /// Deeper nesting than this is refused rather than risking the stack (or a cycle).
 const MAX_DEPTH: usize = 128;
@@ -16,9 +22,8 @@ pub(super) fn module(lua: &Lua) -> mlua::Result<Table> {
     json.raw_set(
         "decode",
         lua.create_function(|lua, text: mlua::LuaString| {
-            let parsed: Json = serde_json::from_slice(&text.as_bytes())
-                .map_err(|e| mlua::Error::runtime(format!("authhost.json.decode: {e}")))?;
-            to_lua(lua, &parsed, 0)
+            let text = text.as_bytes();
+            super::with_lifted_limit(lua, |budget| decode(lua, budget, &text))
         })?,
     )?;
     json.raw_set(
@@ -32,35 +37,142 @@ pub(super) fn module(lua: &Lua) -> mlua::Result<Table> {
     Ok(json)
 }
 
-fn to_lua(lua: &Lua, json: &Json, depth: usize) -> mlua::Result<Value> {
-    if depth > MAX_DEPTH {
-        return Err(mlua::Error::runtime(
-            "authhost.json.decode: nested too deeply",
-        ));
-    }
-    Ok(match json {
-        Json::Null => Value::Nil,
-        Json::Bool(b) => Value::Boolean(*b),
-        Json::Number(n) => match n.as_i64() {
-            Some(i) => Value::Integer(i),
-            None => Value::Number(n.as_f64().unwrap_or(f64::NAN)),
-        },
-        Json::String(s) => Value::String(lua.create_string(s)?),
-        Json::Array(items) => {
-            let table = lua.create_table_with_capacity(items.len(), 0)?;
-            for (i, item) in items.iter().enumerate() {
-                table.raw_set(i + 1, to_lua(lua, item, depth + 1)?)?;
-            }
-            Value::Table(table)
-        }
-        Json::Object(fields) => {
-            let table = lua.create_table_with_capacity(0, fields.len())?;
-            for (key, item) in fields {
-                table.raw_set(key.as_str(), to_lua(lua, item, depth + 1)?)?;
-            }
-            Value::Table(table)
-        }
+/// Parses JSON text straight into Lua values, with no intermediate tree: policies decode
+/// their arguments on every request.
+fn decode(lua: &Lua, budget: MemoryBudget, text: &[u8]) -> mlua::Result<Value> {
+    let failure = std::cell::RefCell::new(None);
+    let seed = LuaSeed {
+        lua,
+        budget,
+        depth: 0,
+        failure: &failure,
+    };
+    let mut parser = serde_json::Deserializer::from_slice(text);
+    let parsed = serde::de::DeserializeSeed::deserialize(seed, &mut parser).and_then(|value| {
+        parser.end()?;
+        Ok(value)
+    });
+    parsed.map_err(|e| match failure.take() {
+        // A Lua failure (out of memory, say) keeps its own kind.
+        Some(lua_error) => lua_error,
+        None => mlua::Error::runtime(format!("authhost.json.decode: {e}")),
     })
+}
+
+/// Builds one JSON value (and what it contains) as a Lua value.
+#[derive(Clone, Copy)]
+struct LuaSeed<'a> {
+    lua: &'a Lua,
+    budget: MemoryBudget,
+    depth: usize,
+    /// Where a Lua error is kept while serde unwinds with a plain message.
+    failure: &'a std::cell::RefCell<Option<mlua::Error>>,
+}
+
+impl LuaSeed<'_> {
+    fn lua_error<E: serde::de::Error>(&self, error: mlua::Error) -> E {
+        let message = error.to_string();
+        *self.failure.borrow_mut() = Some(error);
+        E::custom(message)
+    }
+
+    fn string<E: serde::de::Error>(&self, text: &str) -> Result<Value, E> {
+        self.grow(text.len())?;
+        self.lua
+            .create_string(text)
+            .map(Value::String)
+            .map_err(|e| self.lua_error(e))
+    }
+
+    /// Checks the memory limit before allocating about `bytes` more.
+    fn grow<E: serde::de::Error>(&self, bytes: usize) -> Result<(), E> {
+        self.budget
+            .check(self.lua, bytes + 32)
+            .map_err(|e| self.lua_error(e))
+    }
+
+    fn nested(self) -> Self {
+        LuaSeed {
+            depth: self.depth + 1,
+            ..self
+        }
+    }
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for LuaSeed<'_> {
+    type Value = Value;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for LuaSeed<'_> {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Nil)
+    }
+
+    fn visit_bool<E>(self, b: bool) -> Result<Value, E> {
+        Ok(Value::Boolean(b))
+    }
+
+    fn visit_i64<E>(self, n: i64) -> Result<Value, E> {
+        Ok(Value::Integer(n))
+    }
+
+    fn visit_u64<E>(self, n: u64) -> Result<Value, E> {
+        // Past i64, as a float, like any other number Lua cannot hold as an integer.
+        Ok(i64::try_from(n).map_or(Value::Number(n as f64), Value::Integer))
+    }
+
+    fn visit_f64<E>(self, x: f64) -> Result<Value, E> {
+        Ok(Value::Number(x))
+    }
+
+    fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Value, E> {
+        self.string(text)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut items: A) -> Result<Value, A::Error> {
+        if self.depth >= MAX_DEPTH {
+            return Err(serde::de::Error::custom("nested too deeply"));
+        }
+        self.grow(64)?;
+        let table = self
+            .lua
+            .create_table_with_capacity(items.size_hint().unwrap_or(SIZE_GUESS), 0)
+            .map_err(|e| self.lua_error(e))?;
+        let mut index = 0;
+        while let Some(item) = items.next_element_seed(self.nested())? {
+            index += 1;
+            self.grow(16)?;
+            table.raw_set(index, item).map_err(|e| self.lua_error(e))?;
+        }
+        Ok(Value::Table(table))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut fields: A) -> Result<Value, A::Error> {
+        if self.depth >= MAX_DEPTH {
+            return Err(serde::de::Error::custom("nested too deeply"));
+        }
+        self.grow(64)?;
+        let table = self
+            .lua
+            .create_table_with_capacity(0, fields.size_hint().unwrap_or(SIZE_GUESS))
+            .map_err(|e| self.lua_error(e))?;
+        while let Some(key) = fields.next_key_seed(self.nested())? {
+            let item = fields.next_value_seed(self.nested())?;
+            self.grow(40)?;
+            table.raw_set(key, item).map_err(|e| self.lua_error(e))?;
+        }
+        Ok(Value::Table(table))
+    }
 }
 
 fn from_lua(value: &Value, depth: usize) -> Result<Json, String> {
@@ -116,4 +228,66 @@ fn table_to_json(table: &Table, depth: usize) -> Result<Json, String> {
         return Ok(Json::Array(items));
     }
     Ok(Json::Object(object))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const UNLIMITED: MemoryBudget = MemoryBudget { limit: 0 };
+
+    fn round_trip(lua: &Lua, text: &str) -> String {
+        let value = decode(lua, UNLIMITED, text.as_bytes()).unwrap();
+        from_lua(&value, 0).unwrap().to_string()
+    }
+
+    #[test]
+    fn decode_builds_lua_values() {
+        let lua = Lua::new();
+        let value = decode(
+            &lua,
+            UNLIMITED,
+            br#"{"name":"al\"ice","id":7,"big":18446744073709551615,
+            "x":1.5,"ok":true,"none":null,"list":[1,"two",[3]]}"#,
+        )
+        .unwrap();
+        let Value::Table(table) = value else {
+            panic!("{value:?}")
+        };
+        assert_eq!(table.get::<String>("name").unwrap(), "al\"ice");
+        assert_eq!(table.get::<Value>("id").unwrap(), Value::Integer(7));
+        assert_eq!(
+            table.get::<Value>("big").unwrap(),
+            Value::Number(18446744073709551615.0)
+        );
+        assert_eq!(table.get::<Value>("x").unwrap(), Value::Number(1.5));
+        assert_eq!(table.get::<Value>("ok").unwrap(), Value::Boolean(true));
+        assert_eq!(table.get::<Value>("none").unwrap(), Value::Nil);
+        let list: Table = table.get("list").unwrap();
+        assert_eq!(list.raw_len(), 3);
+        assert_eq!(list.get::<String>(2).unwrap(), "two");
+        assert_eq!(round_trip(&lua, "[1,[2,{}],3]"), "[1,[2,{}],3]");
+        assert_eq!(decode(&lua, UNLIMITED, b"null").unwrap(), Value::Nil);
+    }
+
+    #[test]
+    fn decode_refuses_bad_or_too_deep_text() {
+        let lua = Lua::new();
+        for text in ["{", "[1,]", "{} x", "", "'a'"] {
+            let e = decode(&lua, UNLIMITED, text.as_bytes())
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("authhost.json.decode: "), "{text}: {e}");
+        }
+        let deep = "[".repeat(MAX_DEPTH + 1) + &"]".repeat(MAX_DEPTH + 1);
+        let e = decode(&lua, UNLIMITED, deep.as_bytes())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("nested too deeply") || e.contains("recursion limit"),
+            "{e}"
+        );
+        let fine = "[".repeat(MAX_DEPTH - 1) + &"]".repeat(MAX_DEPTH - 1);
+        assert!(decode(&lua, UNLIMITED, fine.as_bytes()).is_ok());
+    }
 }

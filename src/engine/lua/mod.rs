@@ -6,6 +6,7 @@
 //! runaway loop stops on time and the interpreter stays usable.
 
 mod api;
+mod db;
 mod json;
 mod sandbox;
 
@@ -15,13 +16,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use mlua::chunk::ChunkMode;
-use mlua::{Function, HookTriggers, Lua, LuaOptions, StdLib, Table, Value, VmState};
+use mlua::{Function, HookTriggers, Lua, LuaOptions, MultiValue, StdLib, Table, Value, VmState};
 
 use crate::completion::timeout_message;
 use crate::decision::{Callback, DecisionError, ErrorKind, ScriptValue};
 use crate::engine::{Call, Engine, Instance, Language, PluginSource, Prepared};
 use crate::error::Error;
 use crate::host::Config;
+use crate::script_api::db::{Database, RequestScope};
 
 /// How many VM instructions run between two deadline checks. A check reads the clock
 /// (~20 ns), so this keeps the hook's cost far below 1% while stopping a loop within
@@ -83,6 +85,49 @@ impl Clock {
     }
 }
 
+/// The memory limit to keep to while Rust code builds Lua values with the limit lifted (see
+/// [`with_lifted_limit`]).
+#[derive(Clone, Copy)]
+pub(crate) struct MemoryBudget {
+    limit: usize,
+}
+
+impl MemoryBudget {
+    /// Fails with a memory error if allocating `more` bytes would pass the limit.
+    pub(crate) fn check(self, lua: &Lua, more: usize) -> mlua::Result<()> {
+        let fits = || self.limit == 0 || lua.used_memory().saturating_add(more) <= self.limit;
+        if fits() {
+            return Ok(());
+        }
+        // Garbage counts too: collect first, as Lua itself does before failing an allocation.
+        lua.gc_collect()?;
+        if fits() {
+            return Ok(());
+        }
+        Err(mlua::Error::MemoryError("not enough memory".into()))
+    }
+}
+
+/// Runs `build`, Rust code that only creates Lua values (decoded JSON, query rows, call
+/// arguments), with the interpreter's memory limit lifted, then puts it back and checks it.
+///
+/// Why: while a limit is set, mlua guards every single allocation with a protected call
+/// (~100 ns each), and one query row or decoded object takes a dozen. `build` runs no script
+/// code, so what it allocates is what it builds (and what the collector's finalizers, if a
+/// script set any, allocate meanwhile); it calls [`MemoryBudget::check`] as it grows, so the
+/// limit still holds to within one row or one JSON value.
+pub(crate) fn with_lifted_limit<R>(
+    lua: &Lua,
+    build: impl FnOnce(MemoryBudget) -> mlua::Result<R>,
+) -> mlua::Result<R> {
+    let limit = lua.set_memory_limit(0)?;
+    let built = build(MemoryBudget { limit });
+    lua.set_memory_limit(limit)?;
+    let built = built?;
+    MemoryBudget { limit }.check(lua, 0)?;
+    Ok(built)
+}
+
 /// One worker's Lua interpreter with every Lua plugin of a set loaded.
 struct LuaInstance {
     lua: Lua,
@@ -121,7 +166,9 @@ impl LuaInstance {
         )
         .map_err(setup_error)?;
         sandbox::apply(&lua, clock.clone()).map_err(setup_error)?;
-        let shared_api = api::shared(&lua).map_err(setup_error)?;
+        // The worker's connection when built on a worker; a probe's own one in `prepare`.
+        let db = Database::for_config(config);
+        let shared_api = api::shared(&lua, db.clone(), clock.clone()).map_err(setup_error)?;
 
         let mut functions = Vec::with_capacity(plugins.len());
         for plugin in plugins {
@@ -129,12 +176,14 @@ impl LuaInstance {
             let load_error = |e: mlua::Error| Error::load(&plugin.path, &describe(&e));
             let env = plugin_env(&lua, &shared_api, &path).map_err(setup_error)?;
             clock.arm(Instant::now() + config.timeout);
+            let loading = RequestScope::enter(&db, Instant::now() + config.timeout);
             lua.load(plugin.text.as_str())
                 .set_name(format!("@{path}"))
                 .set_mode(ChunkMode::Text)
                 .set_environment(env.clone())
                 .exec()
                 .map_err(|e| load_failure(&plugin.path, &e, &clock, config))?;
+            drop(loading);
             let mut found: [Option<Function>; 3] = [None, None, None];
             for callback in Callback::ALL {
                 found[callback.index()] = match env
@@ -158,6 +207,9 @@ impl LuaInstance {
                 match env.raw_get::<Value>("setup").map_err(load_error)? {
                     Value::Function(setup) => {
                         clock.arm(Instant::now() + config.timeout);
+                        // setup() may use authhost.db (to create its tables), within the
+                        // timeout; a transaction it leaves open is rolled back.
+                        let _setup = RequestScope::enter(&db, Instant::now() + config.timeout);
                         setup
                             .call::<()>(())
                             .map_err(|e| load_failure(&plugin.path, &e, &clock, config))?;
@@ -222,12 +274,17 @@ impl Instance for LuaInstance {
             .as_ref()
             .expect("the set routes a callback only to a plugin that defines it");
         self.clock.arm(call.deadline);
-        // Asking for one `Value` keeps the first return value, as Lua's own calls do when
-        // a function returns several; no return value at all reads as nil.
-        let returned = match call.args {
-            [one] => function.call::<Value>(one.as_str()),
-            [first, second] => function.call::<Value>((first.as_str(), second.as_str())),
-            _ => unreachable!("callbacks take one or two arguments"),
+        let lua = &self.lua;
+        let arguments = with_lifted_limit(lua, |budget| {
+            budget.check(lua, call.args.iter().map(|a| a.len() + 32).sum())?;
+            call.args
+                .iter()
+                .map(|a| lua.create_string(a).map(Value::String))
+                .collect::<mlua::Result<MultiValue>>()
+        });
+        let returned = match arguments {
+            Ok(arguments) => function.call::<Value>(arguments),
+            Err(e) => Err(e),
         };
         match returned {
             Ok(value) => Ok(script_value(&value)),
@@ -297,14 +354,27 @@ fn describe(error: &mlua::Error) -> String {
             // Errors raised by Rust functions carry no position; take the script's own
             // frame from the traceback so the author can find the call.
             match script_position(traceback) {
-                Some(position) if !message.starts_with(&position) => {
-                    format!("{position} {message}")
-                }
+                Some(position) if !has_script_position(&message) => format!("{position} {message}"),
                 _ => message,
             }
         }
         mlua::Error::WithContext { context, cause } => format!("{context}: {}", describe(cause)),
         other => other.to_string(),
+    }
+}
+
+/// Whether `message` already starts with `FILE:LINE:` (an error re-raised through a Rust
+/// function such as `authhost.db.transaction` keeps its own position).
+fn has_script_position(message: &str) -> bool {
+    let mut parts = message.splitn(3, ':');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(file), Some(line), Some(_)) => {
+            !file.is_empty()
+                && !file.contains(' ')
+                && !line.is_empty()
+                && line.bytes().all(|b| b.is_ascii_digit())
+        }
+        _ => false,
     }
 }
 

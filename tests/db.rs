@@ -1,0 +1,511 @@
+//! `authhost.db` and the password functions, through real policies (tests/policies/db/) and
+//! the real binary: persistence across processes, duplicates, wrong passwords, injection,
+//! imported bcrypt hashes, concurrent writers, rollback of half-done work, `:memory:` shared
+//! by workers, deadlines inside SQLite.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use authhost::{ErrorKind, Host, NodeDecision, Outcome, UserDecision};
+use serde_json::{json, Value};
+
+/// Generous: these machines are shared and argon2id takes tens of milliseconds per hash.
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+fn policy(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/policies/db")
+        .join(name)
+}
+
+fn host(plugins: &str, db: impl Into<PathBuf>, workers: usize) -> Host {
+    Host::builder()
+        .plugins(policy(plugins))
+        .db(db)
+        .workers(workers)
+        .timeout(TIMEOUT)
+        .build()
+        .unwrap_or_else(|e| panic!("{plugins} does not load: {e}"))
+}
+
+fn user(outcome: &Outcome) -> UserDecision {
+    outcome.user().expect("a user decision").clone()
+}
+
+fn node(outcome: &Outcome) -> NodeDecision {
+    outcome.node().expect("a node decision").clone()
+}
+
+fn credentials(name: &str, password: &str) -> String {
+    json!({ "name": name, "password": password }).to_string()
+}
+
+const NODE: &str = r#"{"public_key":"pk-test"}"#;
+
+/// Runs the real binary's `call` and returns its one JSON line.
+fn call_binary(db: &Path, args: &[&str]) -> Value {
+    let output = Command::new(env!("CARGO_BIN_EXE_authhost"))
+        .arg("call")
+        .args(args)
+        .arg("--plugins")
+        .arg(policy("users"))
+        .arg("--db")
+        .arg(db)
+        .arg("--timeout-ms")
+        .arg(TIMEOUT.as_millis().to_string())
+        .output()
+        .expect("running authhost");
+    assert!(output.status.success(), "{output:?}");
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{e}: {output:?}"))
+}
+
+#[test]
+fn signup_then_login_in_another_process_against_the_same_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("app.db");
+    let signup = call_binary(
+        &db,
+        &["user_signup", &credentials("alice", "s3cret-pw"), NODE],
+    );
+    assert_eq!(signup["decision"], "user_id", "{signup}");
+    let id = signup["code"].as_i64().unwrap();
+    assert!(id >= 1, "{signup}");
+
+    let login = call_binary(
+        &db,
+        &["user_login", &credentials("alice", "s3cret-pw"), NODE],
+    );
+    assert_eq!(login["decision"], "user_id", "{login}");
+    assert_eq!(login["code"], id, "{login}");
+
+    let wrong = call_binary(
+        &db,
+        &["user_login", &credentials("alice", "s3cret-PW"), NODE],
+    );
+    assert_eq!(wrong["decision"], "not_authorized", "{wrong}");
+
+    // What the policy stored is an argon2id hash with OWASP's minimum parameters.
+    let connection = rusqlite::Connection::open(&db).unwrap();
+    let hash: String = connection
+        .query_row("SELECT password_hash FROM users WHERE id = ?", [id], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert!(
+        hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+        "{hash}"
+    );
+    let mode: String = connection
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+}
+
+#[test]
+fn a_duplicate_signup_is_refused_and_adds_no_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("app.db");
+    let host = host("users", &db, 2);
+    let first = user(&host.user_signup(credentials("bob", "first-password"), NODE));
+    assert!(matches!(first, UserDecision::UserId(_)), "{first:?}");
+    let again = host.user_signup(credentials("bob", "other-password"), NODE);
+    assert_eq!(user(&again), UserDecision::NotAuthorized);
+    // The first password still works; the second was never stored.
+    assert_eq!(
+        user(&host.user_login(credentials("bob", "first-password"), NODE)),
+        first
+    );
+    assert_eq!(
+        user(&host.user_login(credentials("bob", "other-password"), NODE)),
+        UserDecision::NotAuthorized
+    );
+    host.shutdown();
+    let connection = rusqlite::Connection::open(&db).unwrap();
+    let rows: i64 = connection
+        .query_row("SELECT count(*) FROM users WHERE name = 'bob'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(rows, 1);
+}
+
+#[test]
+fn wrong_passwords_and_unknown_users_are_refused() {
+    let host = host("users", ":memory:", 1);
+    let id = user(&host.user_signup(credentials("carol", "correct horse"), NODE));
+    assert!(matches!(id, UserDecision::UserId(_)), "{id:?}");
+    for (name, password) in [
+        ("carol", "correct hors"),
+        ("carol", ""),
+        ("nobody", "correct horse"),
+    ] {
+        let outcome = host.user_login(credentials(name, password), NODE);
+        assert_eq!(
+            user(&outcome),
+            UserDecision::NotAuthorized,
+            "{name}/{password}"
+        );
+    }
+    assert_eq!(
+        user(&host.user_login(credentials("carol", "correct horse"), NODE)),
+        id
+    );
+}
+
+#[test]
+fn sql_injection_in_the_login_name_stays_inert() {
+    let host = host("users", ":memory:", 1);
+    let id = user(&host.user_signup(credentials("dave", "dave-password"), NODE));
+    for name in [
+        "dave' OR '1'='1",
+        "' OR 1=1 --",
+        "dave'; DROP TABLE users; --",
+        "x\" OR \"\"=\"",
+    ] {
+        let outcome = host.user_login(credentials(name, "dave-password"), NODE);
+        assert_eq!(user(&outcome), UserDecision::NotAuthorized, "{name}");
+    }
+    // The table is still there and so is dave.
+    assert_eq!(
+        user(&host.user_login(credentials("dave", "dave-password"), NODE)),
+        id
+    );
+    // A name made of SQL signs up like any other, literally.
+    let odd = user(&host.user_signup(
+        credentials("'); DELETE FROM users; --", "pw-odd-name"),
+        NODE,
+    ));
+    assert!(matches!(odd, UserDecision::UserId(_)), "{odd:?}");
+    assert_eq!(
+        user(&host.user_login(credentials("dave", "dave-password"), NODE)),
+        id
+    );
+}
+
+#[test]
+fn bcrypt_hashes_from_other_implementations_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("app.db");
+    let host = host("users", &db, 1); // setup() creates the tables
+                                      // Users imported from another system. jBCrypt's published test vectors ($2a$), and
+                                      // hashes made by libxcrypt's crypt(3) ($2b$, $2y$) for "correct horse".
+    let imported = [
+        (
+            "a-user",
+            "a",
+            "$2a$06$m0CrhHm10qJ3lXRY.5zDGO3rS2KdeeWLuGmsfGlMfOxih58VYVfxe",
+        ),
+        (
+            "abc-user",
+            "abc",
+            "$2a$06$If6bvum7DFjUnE9p2uDeDu0YHzrHM6tf.iqN8.yx.jNN1ILEf7h0i",
+        ),
+        (
+            "b-user",
+            "correct horse",
+            "$2b$10$abcdefghijklmnopqrstuu23JPZtHcGhwXSF41f93o/7vBdDut3Xu",
+        ),
+        (
+            "y-user",
+            "correct horse",
+            "$2y$10$abcdefghijklmnopqrstuu23JPZtHcGhwXSF41f93o/7vBdDut3Xu",
+        ),
+    ];
+    let connection = rusqlite::Connection::open(&db).unwrap();
+    let mut ids = Vec::new();
+    for (name, _, hash) in imported {
+        connection
+            .execute(
+                "INSERT INTO users (name, password_hash) VALUES (?, ?)",
+                [name, hash],
+            )
+            .unwrap();
+        ids.push(connection.last_insert_rowid());
+    }
+    for ((name, password, _), id) in imported.iter().zip(ids) {
+        let outcome = host.user_login(credentials(name, password), NODE);
+        assert_eq!(user(&outcome), UserDecision::UserId(id), "{name}");
+        let wrong = host.user_login(credentials(name, "not it"), NODE);
+        assert_eq!(user(&wrong), UserDecision::NotAuthorized, "{name}");
+    }
+    // A corrupt hash is an error that says so, not a quiet "wrong password".
+    connection
+        .execute(
+            "INSERT INTO users (name, password_hash) VALUES ('broken', '$2b$10$oops')",
+            [],
+        )
+        .unwrap();
+    let broken = host.user_login(credentials("broken", "pw"), NODE);
+    let error = broken.decision.error_cause().expect("an error");
+    assert!(
+        error.message.contains("malformed password hash"),
+        "{}",
+        error.message
+    );
+}
+
+#[test]
+fn concurrent_signups_from_many_workers_lose_no_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("app.db");
+    let host = host("users", &db, 4);
+    const SIGNUPS: usize = 48;
+    let (sender, receiver) = mpsc::channel();
+    for n in 0..SIGNUPS {
+        let sender = sender.clone();
+        host.user_signup_async(
+            credentials(&format!("user{n}"), "pw-concurrent"),
+            NODE,
+            move |o| {
+                let _ = sender.send((n, o));
+            },
+        );
+    }
+    let mut ids = HashSet::new();
+    for _ in 0..SIGNUPS {
+        let (n, outcome) = receiver
+            .recv_timeout(TIMEOUT * 2)
+            .expect("every signup answers");
+        match user(&outcome) {
+            UserDecision::UserId(id) => assert!(ids.insert(id), "user{n} got a duplicate id {id}"),
+            other => panic!("user{n}: {other:?}"),
+        }
+    }
+    host.shutdown();
+    let connection = rusqlite::Connection::open(&db).unwrap();
+    let mut statement = connection.prepare("SELECT id, name FROM users").unwrap();
+    let stored: Vec<(i64, String)> = statement
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(stored.len(), SIGNUPS);
+    assert_eq!(
+        stored.iter().map(|(id, _)| *id).collect::<HashSet<_>>(),
+        ids
+    );
+    let names: HashSet<String> = stored.into_iter().map(|(_, name)| name).collect();
+    assert_eq!(names, (0..SIGNUPS).map(|n| format!("user{n}")).collect());
+    let audit: i64 = connection
+        .query_row("SELECT count(*) FROM signups", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(audit, SIGNUPS as i64);
+}
+
+#[test]
+fn an_error_mid_transaction_leaves_no_partial_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("app.db");
+    // One worker: the later requests run on the very connection the failures used.
+    let host = host("partial", &db, 1);
+
+    let failed = host.user_signup("item", "n");
+    let error = failed.decision.error_cause().expect("an error");
+    assert_eq!(error.kind, ErrorKind::Raised);
+    assert!(
+        error.message.contains("failed after two inserts"),
+        "{}",
+        error.message
+    );
+    // The message keeps the script's own position, once.
+    assert!(error.message.contains("partial.lua:"), "{}", error.message);
+    assert_eq!(
+        error.message.matches("partial.lua:").count(),
+        1,
+        "{}",
+        error.message
+    );
+    assert_eq!(
+        node(&host.new_node("")),
+        NodeDecision::Primary,
+        "no item may remain"
+    );
+
+    // A transaction opened by hand and abandoned, by an error or by a plain return.
+    let failed = host.user_login("by-hand", "fail");
+    assert!(failed.decision.is_error(), "{failed:?}");
+    assert_eq!(
+        node(&host.new_node("")),
+        NodeDecision::Primary,
+        "no item may remain"
+    );
+    let returned = host.user_login("by-hand", "ok");
+    assert_eq!(user(&returned), UserDecision::UserId(1));
+    assert_eq!(
+        node(&host.new_node("")),
+        NodeDecision::Primary,
+        "no item may remain"
+    );
+
+    host.shutdown();
+    let connection = rusqlite::Connection::open(&db).unwrap();
+    let rows: i64 = connection
+        .query_row("SELECT count(*) FROM items", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(rows, 0);
+}
+
+#[test]
+fn memory_database_is_shared_by_all_workers() {
+    let host = host("handoff", ":memory:", 2);
+    // One worker writes "a" and then stays busy until "b" appears; only the other worker can
+    // read "a" and write "b", so the hold ends only if the two share one database.
+    let (sender, receiver) = mpsc::channel();
+    host.new_node_async(r#"{"op":"hold","name":"a","until":"b"}"#, move |o| {
+        let _ = sender.send(o);
+    });
+    let mut seen = false;
+    for _ in 0..100_000 {
+        if node(&host.new_node(r#"{"op":"read","name":"a"}"#)) == NodeDecision::Secondary {
+            seen = true;
+            break;
+        }
+        assert!(
+            receiver.try_recv().is_err(),
+            "the hold ended before its mark was read"
+        );
+    }
+    assert!(seen, "the other worker never saw the mark");
+    assert_eq!(
+        node(&host.new_node(r#"{"op":"write","name":"b"}"#)),
+        NodeDecision::Primary
+    );
+    let held = receiver.recv_timeout(TIMEOUT * 2).expect("the hold ends");
+    assert_eq!(node(&held), NodeDecision::Primary, "{held:?}");
+}
+
+#[test]
+fn a_query_past_the_deadline_is_stopped_even_under_pcall() {
+    let host = Host::builder()
+        .plugins(policy("slow"))
+        .db(":memory:")
+        .workers(1)
+        .timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    for how in ["bare", "pcall"] {
+        let outcome = host.new_node(how);
+        let error = outcome.decision.error_cause().expect("an error");
+        assert_eq!(error.kind, ErrorKind::Timeout, "{how}: {error:?}");
+    }
+    // The worker and its connection serve the next request.
+    assert_eq!(node(&host.new_node("quick")), NodeDecision::Primary);
+}
+
+#[test]
+fn sql_errors_are_script_errors_that_name_the_problem() {
+    let host = host("slow", ":memory:", 1);
+    let outcome = host.user_login("x", "y");
+    let error = outcome.decision.error_cause().expect("an error");
+    assert_eq!(error.kind, ErrorKind::Raised);
+    assert!(
+        error.message.contains("no such table: no_such_table"),
+        "{}",
+        error.message
+    );
+    assert!(error.message.contains("slow.lua:"), "{}", error.message);
+}
+
+#[test]
+fn values_map_between_sql_and_lua() {
+    let host = host("types", ":memory:", 1);
+    let outcome = host.new_node("");
+    assert_eq!(
+        node(&outcome),
+        NodeDecision::Primary,
+        "{:?}",
+        outcome.decision.error_cause()
+    );
+}
+
+#[test]
+fn a_failing_setup_is_a_load_error_naming_the_sql_problem() {
+    let error = Host::builder()
+        .plugins(policy("bad_setup"))
+        .db(":memory:")
+        .workers(1)
+        .build()
+        .err()
+        .expect("the set must not load");
+    let message = error.to_string();
+    assert!(message.contains("bad_setup.lua"), "{message}");
+    assert!(message.contains("SQL error"), "{message}");
+    assert!(message.contains("CREATE TABLE broken"), "{message}");
+}
+
+#[test]
+fn the_example_policy_signs_up_logs_in_and_admits_nodes() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = Host::builder()
+        .plugins(Path::new(env!("CARGO_MANIFEST_DIR")).join("plugins"))
+        .db(dir.path().join("authhost.db"))
+        .workers(2)
+        .timeout(TIMEOUT)
+        .build()
+        .unwrap();
+    let office = r#"{"public_key":"pk-office","address":"10.0.0.7"}"#;
+    assert_eq!(node(&host.new_node(office)), NodeDecision::Primary);
+    assert_eq!(
+        node(&host.new_node(r#"{"public_key":"pk-laptop"}"#)),
+        NodeDecision::Secondary
+    );
+    assert_eq!(
+        node(&host.new_node(r#"{"public_key":"pk-stolen"}"#)),
+        NodeDecision::Unauthorized
+    );
+    // alice is seeded by setup().
+    let alice = host.user_login(credentials("alice", "wonderland"), office);
+    assert_eq!(user(&alice), UserDecision::UserId(1));
+    let erin = user(&host.user_signup(credentials("erin", "erin-password"), office));
+    assert_eq!(erin, UserDecision::UserId(2));
+    assert_eq!(
+        user(&host.user_signup(credentials("erin", "erin-password"), office)),
+        UserDecision::NotAuthorized
+    );
+    assert_eq!(
+        user(&host.user_login(credentials("erin", "erin-password"), office)),
+        erin
+    );
+    assert_eq!(
+        user(&host.user_login(credentials("erin", "wrong-password"), office)),
+        UserDecision::NotAuthorized
+    );
+    // Only through an allowed node.
+    let elsewhere = r#"{"public_key":"pk-stolen"}"#;
+    assert_eq!(
+        user(&host.user_login(credentials("erin", "erin-password"), elsewhere)),
+        UserDecision::NotAuthorized
+    );
+    // Reloading runs setup() again and changes nothing.
+    host.reload().unwrap();
+    assert_eq!(
+        user(&host.user_login(credentials("alice", "wonderland"), office)),
+        alice.user().unwrap().clone()
+    );
+}
+
+#[test]
+fn rows_and_decoded_json_count_against_the_lua_memory_limit() {
+    let host = Host::builder()
+        .plugins(policy("memory"))
+        .db(":memory:")
+        .workers(1)
+        .timeout(TIMEOUT)
+        .lua_memory_limit(16 << 20)
+        .build()
+        .unwrap();
+    for what in ["rows", "json"] {
+        let outcome = host.new_node(what);
+        let error = outcome.decision.error_cause().expect("an error");
+        assert_eq!(error.kind, ErrorKind::Memory, "{what}: {error:?}");
+        // The interpreter stays usable.
+        assert_eq!(
+            node(&host.new_node("small")),
+            NodeDecision::Primary,
+            "after {what}"
+        );
+    }
+}
