@@ -33,6 +33,7 @@ pub mod host;
 pub mod plugins;
 mod pool;
 pub mod script_api;
+pub mod sqlite;
 mod stats;
 
 pub use decision::{

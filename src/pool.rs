@@ -164,12 +164,16 @@ impl Pool {
             .workers_gone
             .wait_timeout_while(live, grace, |live| *live > 0)
             .unwrap_or_else(|e| e.into_inner());
-        if *live > 0 {
+        let stuck = *live > 0;
+        if stuck {
             log::warn!("{} worker(s) still busy at shutdown; not waiting for them", *live);
         }
         drop(live);
         let handles = std::mem::take(&mut *self.shared.handles.lock().unwrap_or_else(|e| e.into_inner()));
-        for handle in handles.into_iter().filter(|h| h.is_finished()) {
+        // With every worker out of its loop, join them all: one that has just counted itself
+        // out may still be dropping its interpreters, and an embedder expects no thread of
+        // ours left running once the host is gone.
+        for handle in handles.into_iter().filter(|h| !stuck || h.is_finished()) {
             let _ = handle.join();
         }
         self.shared.watchdog_stop.store(true, Ordering::Release);

@@ -1,0 +1,515 @@
+//! Embedding: the Rust API end to end, and the SQL functions on a rusqlite connection.
+//!
+//! Policies live in `tests/policies/embed/`. Deadlines are generous: these tests assert
+//! decisions, never speed.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use authhost::{Callback, ErrorKind, Host, NodeDecision, UserDecision};
+use rusqlite::Connection;
+use serde_json::Value;
+
+/// A test policy file by name.
+fn policy(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/policies/embed")
+        .join(name)
+}
+
+/// A host on `node.lua` with an in-memory database.
+fn node_host(workers: usize, timeout: Duration) -> Host {
+    Host::builder()
+        .plugins(policy("node.lua"))
+        .db(":memory:")
+        .workers(workers)
+        .timeout(timeout)
+        .build()
+        .expect("node.lua loads")
+}
+
+const PRIMARY: &str = r#"{"public_key":"pk-primary","address":"10.0.0.1"}"#;
+const UNKNOWN_NODE: &str = r#"{"public_key":"pk-stranger"}"#;
+
+fn login(name: &str) -> String {
+    format!(r#"{{"name":"{name}","password":"pw"}}"#)
+}
+
+fn error_kind(decision: Option<&UserDecision>) -> Option<ErrorKind> {
+    match decision {
+        Some(UserDecision::Error(e)) => Some(e.kind),
+        _ => None,
+    }
+}
+
+mod rust_api {
+    use super::*;
+
+    #[test]
+    fn blocking_calls_answer_each_callback() {
+        let host = node_host(2, Duration::from_secs(10));
+        let outcome = host.user_login(login("alice"), PRIMARY);
+        assert_eq!(outcome.user(), Some(&UserDecision::UserId(1)));
+        assert!(outcome.plugin.as_deref().unwrap().ends_with("node.lua"));
+        assert_eq!(outcome.generation, Some(1));
+        assert_eq!(
+            host.user_login(login("alice"), UNKNOWN_NODE).user(),
+            Some(&UserDecision::NotAuthorized)
+        );
+        assert_eq!(
+            host.user_login(login("newcomer"), PRIMARY).user(),
+            Some(&UserDecision::NewUser)
+        );
+        assert_eq!(
+            host.user_signup(login("carol"), PRIMARY).user(),
+            Some(&UserDecision::NewUser)
+        );
+        assert_eq!(
+            host.user_signup(login("bob"), PRIMARY).user(),
+            Some(&UserDecision::NotAuthorized)
+        );
+        assert_eq!(host.new_node(PRIMARY).node(), Some(&NodeDecision::Primary));
+        assert_eq!(
+            host.new_node(r#"{"public_key":"pk-async"}"#).node(),
+            Some(&NodeDecision::Async)
+        );
+        assert_eq!(
+            host.new_node(UNKNOWN_NODE).node(),
+            Some(&NodeDecision::Unauthorized)
+        );
+        let raised = host.user_login(login("raises"), PRIMARY);
+        assert_eq!(error_kind(raised.user()), Some(ErrorKind::Raised));
+        let json = raised.to_json();
+        assert_eq!(json["code"], -3);
+        assert!(
+            json["error"]
+                .as_str()
+                .unwrap()
+                .contains("the policy raised on purpose"),
+            "{json}"
+        );
+    }
+
+    #[test]
+    fn async_calls_complete_on_a_worker_thread() {
+        let host = node_host(2, Duration::from_secs(10));
+        let (tx, rx) = mpsc::channel();
+        let names = ["alice", "bob", "mallory", "newcomer"];
+        for name in names {
+            let tx = tx.clone();
+            host.user_login_async(login(name), PRIMARY, move |outcome| {
+                let thread = std::thread::current().name().unwrap_or("").to_string();
+                tx.send((name, outcome, thread)).unwrap();
+            });
+        }
+        let tx_node = tx.clone();
+        host.new_node_async(r#"{"public_key":"pk-secondary"}"#, move |outcome| {
+            let thread = std::thread::current().name().unwrap_or("").to_string();
+            tx_node.send(("node", outcome, thread)).unwrap();
+        });
+        host.user_signup_async(login("dave"), PRIMARY, move |outcome| {
+            let thread = std::thread::current().name().unwrap_or("").to_string();
+            tx.send(("signup", outcome, thread)).unwrap();
+        });
+        let mut answers = std::collections::HashMap::new();
+        for _ in 0..names.len() + 2 {
+            let (name, outcome, thread) = rx
+                .recv_timeout(Duration::from_secs(30))
+                .expect("every call completes");
+            assert!(
+                thread.starts_with("authhost-worker"),
+                "{name} completed on {thread:?}"
+            );
+            answers.insert(name, outcome);
+        }
+        assert_eq!(answers["alice"].user(), Some(&UserDecision::UserId(1)));
+        assert_eq!(answers["bob"].user(), Some(&UserDecision::UserId(2)));
+        assert_eq!(
+            answers["mallory"].user(),
+            Some(&UserDecision::NotAuthorized)
+        );
+        assert_eq!(answers["newcomer"].user(), Some(&UserDecision::NewUser));
+        assert_eq!(answers["signup"].user(), Some(&UserDecision::NewUser));
+        assert_eq!(answers["node"].node(), Some(&NodeDecision::Secondary));
+    }
+
+    #[test]
+    fn a_script_past_its_deadline_is_an_error_and_the_worker_serves_on() {
+        // The contract's default timeout: long enough that alice's answer never misses it.
+        let host = node_host(1, Duration::from_secs(2));
+        let spun = host.user_login(login("spins"), PRIMARY);
+        assert_eq!(error_kind(spun.user()), Some(ErrorKind::Timeout));
+        assert_eq!(
+            host.user_login(login("alice"), PRIMARY).user(),
+            Some(&UserDecision::UserId(1))
+        );
+    }
+
+    #[test]
+    fn status_shows_the_set_and_counts_requests() {
+        let host = node_host(2, Duration::from_secs(10));
+        host.user_login(login("alice"), PRIMARY);
+        host.user_login(login("mallory"), PRIMARY);
+        host.new_node(PRIMARY);
+        let status = host.status().to_json();
+        assert_eq!(status["ready"], true);
+        assert_eq!(status["generation"], 1);
+        assert_eq!(status["workers"], 2);
+        assert_eq!(status["last_error"], Value::Null);
+        let plugins = status["plugins"].as_array().unwrap();
+        assert_eq!(plugins.len(), 1);
+        assert_eq!(plugins[0]["language"], "lua");
+        assert_eq!(
+            plugins[0]["callbacks"],
+            serde_json::json!(["on_user_signup", "on_user_login", "on_new_node"])
+        );
+        assert_eq!(status["counters"]["requests"]["user_login"], 2);
+        assert_eq!(status["counters"]["requests"]["new_node"], 1);
+        assert_eq!(status["counters"]["decisions"]["user_id"], 1);
+        assert_eq!(status["counters"]["decisions"]["not_authorized"], 1);
+        assert_eq!(status["counters"]["decisions"]["primary"], 1);
+    }
+
+    #[test]
+    fn reload_swaps_in_a_good_set_and_keeps_it_when_the_next_is_broken() {
+        let dir = tempfile::tempdir().unwrap();
+        let live = dir.path().join("policy.lua");
+        std::fs::copy(policy("reload/v1.lua"), &live).unwrap();
+        let host = Host::builder()
+            .plugins(dir.path())
+            .db(":memory:")
+            .workers(2)
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap();
+        assert_eq!(
+            host.user_login("{}", "{}").user(),
+            Some(&UserDecision::UserId(1))
+        );
+        assert_eq!(
+            error_kind_node(host.new_node("{}").node()),
+            Some(ErrorKind::MissingCallback)
+        );
+
+        std::fs::copy(policy("reload/v2.lua"), &live).unwrap();
+        let status = host.reload().expect("v2 loads");
+        assert_eq!(status.generation, 2);
+        let outcome = host.user_login("{}", "{}");
+        assert_eq!(outcome.user(), Some(&UserDecision::UserId(2)));
+        assert_eq!(outcome.generation, Some(2));
+        assert_eq!(host.new_node("{}").node(), Some(&NodeDecision::Secondary));
+
+        std::fs::copy(policy("reload/broken.lua"), &live).unwrap();
+        let error = host.reload().expect_err("broken.lua does not compile");
+        assert!(error.to_string().contains("policy.lua:4"), "{error}");
+        let status = host.status();
+        assert_eq!(status.generation, 2);
+        assert!(status
+            .last_error
+            .as_deref()
+            .unwrap()
+            .contains("policy.lua:4"));
+        assert_eq!(
+            host.user_login("{}", "{}").user(),
+            Some(&UserDecision::UserId(2))
+        );
+    }
+
+    fn error_kind_node(decision: Option<&NodeDecision>) -> Option<ErrorKind> {
+        match decision {
+            Some(NodeDecision::Error(e)) => Some(e.kind),
+            _ => None,
+        }
+    }
+
+    /// Threads of ours in this process: every pool thread is named `authhost-…` (Linux keeps
+    /// the first 15 bytes).
+    fn authhost_threads() -> usize {
+        std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+            .filter(|name| name.starts_with("authhost-"))
+            .count()
+    }
+
+    const CHILD: &str = "AUTHHOST_EMBED_DROP_CHILD";
+
+    /// Dropping the last clone of a host joins its workers and watchdog. Other tests of this
+    /// binary run hosts at the same time, so the counting runs in a child process that runs
+    /// only this test.
+    #[test]
+    fn dropping_the_last_host_joins_its_threads() {
+        if std::env::var_os(CHILD).is_none() {
+            let output = std::process::Command::new(std::env::current_exe().unwrap())
+                .args([
+                    "--exact",
+                    "rust_api::dropping_the_last_host_joins_its_threads",
+                    "--nocapture",
+                ])
+                .env(CHILD, "1")
+                .output()
+                .unwrap();
+            let stdout = String::from_utf8_lossy(&output.stdout);
+            assert!(
+                output.status.success(),
+                "{stdout}\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            assert!(
+                stdout.contains("threads before drop: 4, after: 0"),
+                "{stdout}"
+            );
+            return;
+        }
+        let host = node_host(3, Duration::from_secs(10));
+        let clone = host.clone();
+        assert_eq!(
+            clone.user_login(login("bob"), PRIMARY).user(),
+            Some(&UserDecision::UserId(2))
+        );
+        let (tx, rx) = mpsc::channel();
+        host.call_async(
+            Callback::UserLogin,
+            [login("alice"), PRIMARY.into()],
+            move |o| tx.send(o).unwrap(),
+        );
+        assert_eq!(rx.recv().unwrap().user(), Some(&UserDecision::UserId(1)));
+        let before = authhost_threads();
+        drop(host);
+        assert_eq!(authhost_threads(), before, "a clone keeps the workers");
+        drop(clone);
+        println!(
+            "threads before drop: {before}, after: {}",
+            authhost_threads()
+        );
+    }
+
+    #[test]
+    fn after_shutdown_calls_are_refused_with_an_error() {
+        let host = node_host(1, Duration::from_secs(10));
+        host.shutdown();
+        let outcome = host.user_login(login("alice"), PRIMARY);
+        assert_eq!(error_kind(outcome.user()), Some(ErrorKind::ShuttingDown));
+        assert_eq!(host.status().to_json()["ready"], false);
+    }
+}
+
+mod sql_functions {
+    use super::*;
+
+    fn connection(host: &Host) -> Connection {
+        let conn = Connection::open_in_memory().unwrap();
+        authhost::sqlite::register_functions(&conn, host).unwrap();
+        conn
+    }
+
+    /// `SELECT expr` with parameters, as (typeof, value as text).
+    fn select(
+        conn: &Connection,
+        expr: &str,
+        params: &[&dyn rusqlite::ToSql],
+    ) -> rusqlite::Result<(String, String)> {
+        conn.query_row(
+            &format!("SELECT typeof(x), CAST(x AS TEXT) FROM (SELECT {expr} AS x)"),
+            params,
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+    }
+
+    fn integer(code: i64) -> (String, String) {
+        ("integer".into(), code.to_string())
+    }
+
+    fn text(value: &str) -> (String, String) {
+        ("text".into(), value.into())
+    }
+
+    #[test]
+    fn user_functions_return_the_integer_code() {
+        let host = node_host(2, Duration::from_secs(10));
+        let conn = connection(&host);
+        let alice = login("alice");
+        assert_eq!(
+            select(&conn, "user_login(?, ?)", &[&alice, &PRIMARY]).unwrap(),
+            integer(1)
+        );
+        assert_eq!(
+            select(&conn, "user_login(?, ?)", &[&alice, &UNKNOWN_NODE]).unwrap(),
+            integer(-1)
+        );
+        assert_eq!(
+            select(&conn, "user_login(?, ?)", &[&login("newcomer"), &PRIMARY]).unwrap(),
+            integer(0)
+        );
+        assert_eq!(
+            select(&conn, "user_login(?, ?)", &[&login("raises"), &PRIMARY]).unwrap(),
+            integer(-3)
+        );
+        assert_eq!(
+            select(&conn, "user_login('not json', ?)", &[&PRIMARY]).unwrap(),
+            integer(-3)
+        );
+        assert_eq!(
+            select(&conn, "user_signup(?, ?)", &[&login("erin"), &PRIMARY]).unwrap(),
+            integer(0)
+        );
+        assert_eq!(
+            select(&conn, "user_signup(?, ?)", &[&login("bob"), &PRIMARY]).unwrap(),
+            integer(-1)
+        );
+        let wants = r#"{"name":"frank","wants_id":9000000000}"#;
+        assert_eq!(
+            select(&conn, "user_signup(?, ?)", &[&wants, &PRIMARY]).unwrap(),
+            integer(9_000_000_000)
+        );
+    }
+
+    #[test]
+    fn new_node_returns_a_role_as_text_or_a_negative_integer() {
+        let host = node_host(1, Duration::from_secs(10));
+        let conn = connection(&host);
+        assert_eq!(
+            select(&conn, "new_node(?)", &[&PRIMARY]).unwrap(),
+            text("primary")
+        );
+        let secondary = r#"{"public_key":"pk-secondary"}"#;
+        assert_eq!(
+            select(&conn, "new_node(?)", &[&secondary]).unwrap(),
+            text("secondary")
+        );
+        let asynchronous = r#"{"public_key":"pk-async"}"#;
+        assert_eq!(
+            select(&conn, "new_node(?)", &[&asynchronous]).unwrap(),
+            text("async")
+        );
+        assert_eq!(
+            select(&conn, "new_node(?)", &[&UNKNOWN_NODE]).unwrap(),
+            integer(-1)
+        );
+        let bad = r#"{"public_key":"pk-bad-return"}"#;
+        assert_eq!(select(&conn, "new_node(?)", &[&bad]).unwrap(), integer(-3));
+    }
+
+    #[test]
+    fn a_timeout_is_minus_three() {
+        let host = node_host(1, Duration::from_secs(2));
+        let conn = connection(&host);
+        assert_eq!(
+            select(&conn, "user_login(?, ?)", &[&login("spins"), &PRIMARY]).unwrap(),
+            integer(-3)
+        );
+    }
+
+    #[test]
+    fn non_text_arguments_are_an_sql_error_naming_the_argument() {
+        let host = node_host(1, Duration::from_secs(10));
+        let conn = connection(&host);
+        let cases: [(&str, &str); 6] = [
+            (
+                "user_login(NULL, '{}')",
+                "user_login(): argument 1 (login_info) must be TEXT, got NULL",
+            ),
+            (
+                "user_login('{}', 42)",
+                "user_login(): argument 2 (node_info) must be TEXT, got an INTEGER",
+            ),
+            (
+                "user_signup(x'7b7d', '{}')",
+                "user_signup(): argument 1 (signup_info) must be TEXT, got a BLOB",
+            ),
+            (
+                "user_signup('{}', 1.5)",
+                "user_signup(): argument 2 (node_info) must be TEXT, got a REAL",
+            ),
+            (
+                "new_node(NULL)",
+                "new_node(): argument 1 (node_info) must be TEXT, got NULL",
+            ),
+            (
+                "new_node(7)",
+                "new_node(): argument 1 (node_info) must be TEXT, got an INTEGER",
+            ),
+        ];
+        for (expr, expected) in cases {
+            let error = select(&conn, expr, &[]).expect_err(expr);
+            assert!(error.to_string().contains(expected), "{expr}: {error}");
+        }
+        let error = select(&conn, "user_login('{}')", &[]).expect_err("wrong arity");
+        assert!(
+            error.to_string().contains("wrong number of arguments"),
+            "{error}"
+        );
+        // No policy was asked.
+        assert_eq!(
+            host.status().to_json()["counters"]["requests"]["user_login"],
+            0
+        );
+    }
+
+    #[test]
+    fn the_functions_are_refused_inside_views_and_triggers() {
+        let host = node_host(1, Duration::from_secs(10));
+        let conn = connection(&host);
+        conn.execute_batch(
+            "CREATE VIEW sneaky AS SELECT user_login('{\"name\":\"alice\"}', '{}') AS code",
+        )
+        .unwrap();
+        let error = conn
+            .query_row("SELECT code FROM sneaky", [], |row| row.get::<_, i64>(0))
+            .expect_err("direct-only");
+        assert!(
+            error.to_string().contains("unsafe use of user_login()"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn authhost_status_is_the_status_json() {
+        let host = node_host(2, Duration::from_secs(10));
+        let conn = connection(&host);
+        let alice = login("alice");
+        select(&conn, "user_login(?, ?)", &[&alice, &PRIMARY]).unwrap();
+        let (kind, json) = select(&conn, "authhost_status()", &[]).unwrap();
+        assert_eq!(kind, "text");
+        let status: Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(status["ready"], true);
+        assert_eq!(status["workers"], 2);
+        assert_eq!(status["generation"], 1);
+        assert_eq!(status["counters"]["decisions"]["user_id"], 1);
+    }
+
+    #[test]
+    fn several_connections_on_several_threads_share_one_host() {
+        let host = node_host(2, Duration::from_secs(20));
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let host = host.clone();
+                std::thread::spawn(move || {
+                    let conn = connection(&host);
+                    let mut statement = conn.prepare("SELECT user_login(?, ?)").unwrap();
+                    let mut codes = Vec::new();
+                    for name in ["alice", "bob", "mallory"].iter().cycle().take(30) {
+                        codes.push(
+                            statement
+                                .query_row([login(name).as_str(), PRIMARY], |row| {
+                                    row.get::<_, i64>(0)
+                                })
+                                .unwrap(),
+                        );
+                    }
+                    codes
+                })
+            })
+            .collect();
+        for thread in threads {
+            let codes = thread.join().unwrap();
+            let expected: Vec<i64> = [1, 2, -1].iter().copied().cycle().take(30).collect();
+            assert_eq!(codes, expected);
+        }
+        assert_eq!(
+            host.status().to_json()["counters"]["requests"]["user_login"],
+            120
+        );
+    }
+}
