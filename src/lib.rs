@@ -29,10 +29,12 @@ mod completion;
 pub mod decision;
 pub mod engine;
 pub mod error;
+pub mod ffi;
 pub mod host;
 pub mod plugins;
 mod pool;
 pub mod script_api;
+pub mod settings;
 pub mod sqlite;
 mod stats;
 

@@ -513,3 +513,94 @@ mod sql_functions {
         );
     }
 }
+
+mod c_abi {
+    use super::*;
+    use std::process::Command;
+
+    fn manifest_dir() -> &'static Path {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+    }
+
+    /// Where cargo put the `libauthhost.so` built for this test run: beside this test binary,
+    /// in `target/debug/deps` (`cargo test` does not copy it up to `target/debug`).
+    fn library_dir() -> PathBuf {
+        let exe = std::env::current_exe().unwrap();
+        exe.parent().unwrap().to_path_buf()
+    }
+
+    fn generated_header() -> String {
+        let config = cbindgen::Config::from_file(manifest_dir().join("cbindgen.toml")).unwrap();
+        let mut header = Vec::new();
+        cbindgen::Builder::new()
+            .with_src(manifest_dir().join("src/ffi.rs"))
+            .with_config(config)
+            .generate()
+            .expect("cbindgen reads src/ffi.rs")
+            .write(&mut header);
+        String::from_utf8(header).unwrap()
+    }
+
+    /// The committed header is what cbindgen makes of the code. `AUTHHOST_BLESS=1` rewrites
+    /// it after a change to `src/ffi.rs`.
+    #[test]
+    fn the_committed_header_matches_the_code() {
+        let path = manifest_dir().join("include/authhost.h");
+        let generated = generated_header();
+        if std::env::var_os("AUTHHOST_BLESS").is_some() {
+            std::fs::write(&path, &generated).unwrap();
+        }
+        let committed = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            committed == generated,
+            "include/authhost.h is stale: run `AUTHHOST_BLESS=1 cargo test --test embed c_abi` \
+             and commit it"
+        );
+    }
+
+    /// A C program linked to the shared library asks every callback, blocking and async, from
+    /// several threads, and feeds the boundary bad input.
+    #[test]
+    fn a_c_program_gets_every_decision_and_survives_bad_input() {
+        let library = library_dir();
+        assert!(
+            library.join("libauthhost.so").exists(),
+            "no libauthhost.so in {}",
+            library.display()
+        );
+        let out = tempfile::tempdir().unwrap();
+        let program = out.path().join("c_abi_test");
+        let compiled = Command::new("cc")
+            .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-pthread", "-o"])
+            .arg(&program)
+            .arg(manifest_dir().join("tests/c/c_abi_test.c"))
+            .arg("-I")
+            .arg(manifest_dir().join("include"))
+            .arg("-L")
+            .arg(&library)
+            .arg(format!("-Wl,-rpath,{}", library.display()))
+            .arg("-lauthhost")
+            .output()
+            .expect("cc runs");
+        assert!(
+            compiled.status.success(),
+            "cc failed:\n{}",
+            String::from_utf8_lossy(&compiled.stderr)
+        );
+        let run = Command::new(&program)
+            .arg(policy("node.lua"))
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&run.stdout);
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert!(
+            run.status.success(),
+            "the C program failed:\n{stdout}\n{stderr}"
+        );
+        // 4 threads × 25 rounds × (6 logins + 1 signup + 1 node) asynchronous decisions.
+        assert!(
+            stdout.contains("ALL OK: 800 async decisions checked"),
+            "{stdout}\n{stderr}"
+        );
+    }
+}
