@@ -62,23 +62,54 @@ pub const LOG_TARGET: &str = "authhost::sqlite";
 /// SQLite's error if a function cannot be registered (the connection is busy running a
 /// statement, say).
 pub fn register_functions(conn: &Connection, host: &Host) -> rusqlite::Result<()> {
+    let host = host.clone();
+    register_functions_with(conn, move || Ok(host.clone()))
+}
+
+/// [`register_functions`] for a host found at each call: `host()` returns it, or why there
+/// is none (the SQLite extension starts its process-wide host at the first call, from the
+/// environment). When `host()` fails, the call fails with that message as its SQL error.
+///
+/// # Failure
+///
+/// As for [`register_functions`].
+pub fn register_functions_with<F>(conn: &Connection, host: F) -> rusqlite::Result<()>
+where
+    F: Fn() -> Result<Host, String> + Send + Sync + 'static,
+{
+    let host = std::sync::Arc::new(host);
     let flags = FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DIRECTONLY;
     for callback in Callback::ALL {
         let host = host.clone();
-        conn.create_scalar_function(callback.method_name(), callback.arity() as i32, flags, move |ctx| {
-            let args = text_args(ctx, callback)?;
-            let outcome = host.call(callback, args);
-            if let Some(error) = outcome.decision.error_cause() {
-                log::warn!(target: LOG_TARGET, "{}(): error: {}", callback.method_name(), error.message);
-            }
-            Ok(sql_code(&outcome))
-        })?;
+        conn.create_scalar_function(
+            callback.method_name(),
+            callback.arity() as i32,
+            flags,
+            move |ctx| {
+                let args = text_args(ctx, callback)?;
+                let host = host().map_err(user_error)?;
+                let outcome = host.call(callback, args);
+                if let Some(error) = outcome.decision.error_cause() {
+                    log::warn!(
+                        target: LOG_TARGET,
+                        "{}(): error: {}",
+                        callback.method_name(),
+                        error.message
+                    );
+                }
+                Ok(sql_code(&outcome))
+            },
+        )?;
     }
-    let host = host.clone();
     conn.create_scalar_function("authhost_status", 0, flags, move |_| {
+        let host = host().map_err(user_error)?;
         Ok(host.status().to_json().to_string())
     })?;
     Ok(())
+}
+
+fn user_error(message: String) -> rusqlite::Error {
+    rusqlite::Error::UserFunctionError(message.into())
 }
 
 /// An outcome as the SQL functions return it: the user callbacks' integer code, or
@@ -126,7 +157,7 @@ fn text_args(ctx: &Context<'_>, callback: Callback) -> rusqlite::Result<[String;
             index + 1,
             arg_names(callback)[index],
         );
-        return Err(rusqlite::Error::UserFunctionError(message.into()));
+        return Err(user_error(message));
     }
     Ok(args)
 }

@@ -604,3 +604,212 @@ mod c_abi {
         );
     }
 }
+
+mod loadable_extension {
+    use super::*;
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    use std::sync::OnceLock;
+
+    /// The extension, built once per test run with cargo into `target/sqlite-ext` (its own
+    /// cargo run: see build.rs for why), as the path SQLite is given: without its `.so`.
+    fn extension() -> &'static Path {
+        static BUILT: OnceLock<PathBuf> = OnceLock::new();
+        BUILT.get_or_init(|| {
+            let exe = std::env::current_exe().unwrap();
+            // target/debug/deps/embed-… → target
+            let target = exe.ancestors().nth(3).unwrap();
+            let target_dir = target.join("sqlite-ext");
+            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+            let mut command = Command::new(cargo);
+            command
+                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .args(["build", "--package", "authhost-sqlite", "--target-dir"])
+                .arg(&target_dir);
+            for (name, _) in std::env::vars_os() {
+                let name = name.to_string_lossy().into_owned();
+                if name.starts_with("CARGO_PKG_") || name.starts_with("CARGO_MANIFEST_") {
+                    command.env_remove(name);
+                }
+            }
+            let output = command.output().expect("cargo runs");
+            assert!(
+                output.status.success(),
+                "building the extension failed:\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            target_dir.join("debug/libauthhost_sqlite")
+        })
+    }
+
+    /// Runs the `sqlite3` shell on an in-memory database with `script` on stdin and the
+    /// given environment; returns (stdout, stderr).
+    fn sqlite3_shell(script: &str, env: &[(&str, &str)]) -> (String, String) {
+        let mut child = Command::new("sqlite3")
+            .arg(":memory:")
+            .envs(env.iter().copied())
+            .env_remove("AUTHHOST_LOG")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the sqlite3 shell is installed (scripts/setup)");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(script.as_bytes())
+            .unwrap();
+        let output = child.wait_with_output().unwrap();
+        (
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    }
+
+    fn node_env() -> Vec<(&'static str, String)> {
+        vec![
+            ("AUTHHOST_PLUGINS", policy("node.lua").display().to_string()),
+            ("AUTHHOST_DB", ":memory:".into()),
+            ("AUTHHOST_WORKERS", "2".into()),
+            ("AUTHHOST_TIMEOUT_MS", "20000".into()),
+        ]
+    }
+
+    fn borrowed<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+        env.iter().map(|(k, v)| (*k, v.as_str())).collect()
+    }
+
+    #[test]
+    fn the_sqlite3_shell_loads_it_without_an_entry_point_and_asks_a_lua_policy() {
+        let script = format!(
+            ".load {}\n\
+             SELECT user_login('{{\"name\":\"alice\"}}', '{{\"public_key\":\"pk-primary\"}}');\n\
+             SELECT user_login('{{\"name\":\"bob\"}}', '{{\"public_key\":\"pk-stranger\"}}');\n\
+             SELECT user_login('{{\"name\":\"raises\"}}', '{{\"public_key\":\"pk-primary\"}}');\n\
+             SELECT user_signup('{{\"name\":\"carol\"}}', '{{}}');\n\
+             SELECT new_node('{{\"public_key\":\"pk-secondary\"}}'), typeof(new_node('{{}}')), new_node('{{}}');\n\
+             SELECT user_login(NULL, '{{}}');\n\
+             SELECT json_extract(authhost_status(), '$.workers'), json_extract(authhost_status(), '$.counters.requests.user_login');\n",
+            extension().display()
+        );
+        let env = node_env();
+        let (stdout, stderr) = sqlite3_shell(&script, &borrowed(&env));
+        assert_eq!(
+            stdout.lines().collect::<Vec<_>>(),
+            ["1", "-1", "-3", "0", "secondary|integer|-1", "2|3"],
+            "stderr: {stderr}"
+        );
+        assert!(
+            stderr.contains("user_login(): argument 1 (login_info) must be TEXT, got NULL"),
+            "{stderr}"
+        );
+    }
+
+    #[test]
+    fn authhost_configure_starts_the_host_once_per_process() {
+        let script = format!(
+            ".load {}\n\
+             SELECT json_extract(authhost_configure('{{\"plugins\":\"{}\",\"db\":\":memory:\",\"workers\":3,\"timeout_ms\":20000}}'), '$.workers');\n\
+             SELECT user_login('{{\"name\":\"bob\"}}', '{{\"public_key\":\"pk-async\"}}');\n\
+             SELECT json_extract(authhost_configure('{{\"plugins\":\"{}\",\"db\":\":memory:\",\"workers\":3,\"timeout_ms\":20000}}'), '$.workers');\n\
+             SELECT authhost_configure('{{\"workers\":1}}');\n\
+             SELECT authhost_configure('{{\"worker\":1}}');\n",
+            extension().display(),
+            policy("node.lua").display(),
+            policy("node.lua").display(),
+        );
+        // The environment names no plugins: authhost_configure is what starts the host.
+        let (stdout, stderr) = sqlite3_shell(&script, &[("AUTHHOST_PLUGINS", "/no/such/plugins")]);
+        assert_eq!(
+            stdout.lines().collect::<Vec<_>>(),
+            ["3", "2", "3"],
+            "stderr: {stderr}"
+        );
+        assert!(
+            stderr.contains("authhost is already running with other settings"),
+            "{stderr}"
+        );
+        assert!(stderr.contains("unknown field `worker`"), "{stderr}");
+    }
+
+    #[test]
+    fn a_host_that_cannot_start_is_an_sql_error_that_says_why() {
+        let script = format!(
+            ".load {}\nSELECT user_login('{{}}', '{{}}');\nSELECT new_node('{{}}');\n",
+            extension().display()
+        );
+        let (stdout, stderr) = sqlite3_shell(&script, &[("AUTHHOST_PLUGINS", "/no/such/plugins")]);
+        assert_eq!(stdout, "", "{stderr}");
+        assert_eq!(
+            stderr.matches("authhost could not start (settings from the environment): /no/such/plugins: cannot read plugins").count(),
+            2,
+            "{stderr}"
+        );
+        let (_, stderr) = sqlite3_shell(&script, &[("AUTHHOST_WORKERS", "many")]);
+        assert!(
+            stderr.contains(r#"AUTHHOST_WORKERS="many" is not a positive integer"#),
+            "{stderr}"
+        );
+    }
+
+    #[test]
+    fn python_sqlite3_loads_it_into_several_connections_and_threads() {
+        let program = r#"
+import json, sqlite3, sys, threading
+path = sys.argv[1]
+
+def connect():
+    conn = sqlite3.connect(":memory:", check_same_thread=False)
+    conn.enable_load_extension(True)
+    conn.load_extension(path)
+    return conn
+
+first = connect()
+print(first.execute("SELECT user_login(?, ?)", ('{"name":"alice"}', '{"public_key":"pk-primary"}')).fetchone()[0])
+print(first.execute("SELECT new_node(?)", ('{"public_key":"pk-async"}',)).fetchone()[0])
+print(first.execute("SELECT new_node(?)", ('{"public_key":"pk-stranger"}',)).fetchone()[0])
+try:
+    first.execute("SELECT user_signup(?, ?)", (42, "{}"))
+except sqlite3.OperationalError as e:
+    print("error:", e)
+
+results, lock = [], threading.Lock()
+def worker(name, expected):
+    conn = connect()
+    for _ in range(20):
+        code = conn.execute("SELECT user_login(?, ?)", (json.dumps({"name": name}), '{"public_key":"pk-secondary"}')).fetchone()[0]
+        with lock:
+            results.append(code == expected)
+threads = [threading.Thread(target=worker, args=(n, e)) for n, e in [("alice", 1), ("bob", 2), ("mallory", -1), ("newcomer", 0)]]
+for t in threads: t.start()
+for t in threads: t.join()
+print(len(results), all(results))
+status = json.loads(first.execute("SELECT authhost_status()").fetchone()[0])
+print(status["workers"], status["counters"]["requests"]["user_login"])
+"#;
+        let env = node_env();
+        let output = Command::new("/usr/bin/python3.11")
+            .arg("-c")
+            .arg(program)
+            .arg(extension())
+            .envs(borrowed(&env))
+            .output()
+            .expect("Debian's python3.11 is installed (scripts/setup)");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{stdout}\n{stderr}");
+        assert_eq!(
+            stdout.lines().collect::<Vec<_>>(),
+            [
+                "1",
+                "async",
+                "-1",
+                "error: user_signup(): argument 1 (signup_info) must be TEXT, got an INTEGER",
+                "80 True",
+                "2 81",
+            ],
+            "{stderr}"
+        );
+    }
+}
