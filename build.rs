@@ -28,34 +28,73 @@ fn main() {
         return;
     }
     let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));
-    for input in ["src", "sqlite-ext/src", "sqlite-ext/Cargo.toml", "Cargo.toml", "Cargo.lock"] {
-        println!("cargo:rerun-if-changed={}", manifest_dir.join(input).display());
+    for input in [
+        "src",
+        "sqlite-ext/src",
+        "sqlite-ext/Cargo.toml",
+        "Cargo.toml",
+        "Cargo.lock",
+    ] {
+        println!(
+            "cargo:rerun-if-changed={}",
+            manifest_dir.join(input).display()
+        );
     }
     // OUT_DIR is <target>/release/build/authhost-<hash>/out.
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("set by cargo"));
-    let profile_dir = out_dir.ancestors().nth(3).expect("OUT_DIR is inside the target directory");
-    let target_dir = profile_dir.parent().expect("the profile directory has a parent");
+    let profile_dir = out_dir
+        .ancestors()
+        .nth(3)
+        .expect("OUT_DIR is inside the target directory");
+    let target_dir = profile_dir
+        .parent()
+        .expect("the profile directory has a parent");
     let extension_target = target_dir.join("sqlite-ext");
 
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut command = Command::new(cargo);
     command
         .current_dir(&manifest_dir)
-        .args(["build", "--release", "--package", "authhost-sqlite", "--target-dir"])
+        .args([
+            "build",
+            "--release",
+            "--package",
+            "authhost-sqlite",
+            "--target-dir",
+        ])
         .arg(&extension_target);
+    // The extension runs the same languages as the authhost being built.
+    if env::var_os("CARGO_FEATURE_PYTHON").is_some() {
+        command.args(["--features", "python"]);
+    }
     // What cargo told this script about the outer build must not leak into the inner one.
     for (name, _) in env::vars_os() {
         let name = name.to_string_lossy();
-        let outer = ["CARGO_FEATURE_", "CARGO_CFG_", "CARGO_PKG_", "CARGO_MANIFEST_"]
-            .iter()
-            .any(|prefix| name.starts_with(prefix))
-            || ["OUT_DIR", "TARGET", "HOST", "NUM_JOBS", "OPT_LEVEL", "DEBUG", "PROFILE"]
-                .contains(&name.as_ref());
+        let outer = [
+            "CARGO_FEATURE_",
+            "CARGO_CFG_",
+            "CARGO_PKG_",
+            "CARGO_MANIFEST_",
+        ]
+        .iter()
+        .any(|prefix| name.starts_with(prefix))
+            || [
+                "OUT_DIR",
+                "TARGET",
+                "HOST",
+                "NUM_JOBS",
+                "OPT_LEVEL",
+                "DEBUG",
+                "PROFILE",
+            ]
+            .contains(&name.as_ref());
         if outer {
             command.env_remove(name.as_ref());
         }
     }
-    let status = command.status().expect("running cargo for the SQLite extension");
+    let status = command
+        .status()
+        .expect("running cargo for the SQLite extension");
     if !status.success() {
         panic!("building the SQLite extension (sqlite-ext/) failed: {status}");
     }

@@ -223,13 +223,16 @@ mod rust_api {
         }
     }
 
-    /// Threads of ours in this process: every pool thread is named `authhost-…` (Linux keeps
-    /// the first 15 bytes).
+    /// The host's pool threads in this process: `authhost-worker-N` and `authhost-watchdog`
+    /// (Linux keeps the first 15 bytes of a name). Engines may keep process-wide threads of
+    /// their own (Python's interrupter), which outlive any one host.
     fn authhost_threads() -> usize {
         std::fs::read_dir("/proc/self/task")
             .unwrap()
             .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
-            .filter(|name| name.starts_with("authhost-"))
+            .filter(|name| {
+                name.starts_with("authhost-worker") || name.starts_with("authhost-watchd")
+            })
             .count()
     }
 
@@ -626,6 +629,10 @@ mod loadable_extension {
                 .current_dir(env!("CARGO_MANIFEST_DIR"))
                 .args(["build", "--package", "authhost-sqlite", "--target-dir"])
                 .arg(&target_dir);
+            // The same languages as the authhost under test.
+            if cfg!(feature = "python") {
+                command.args(["--features", "python"]);
+            }
             for (name, _) in std::env::vars_os() {
                 let name = name.to_string_lossy().into_owned();
                 if name.starts_with("CARGO_PKG_") || name.starts_with("CARGO_MANIFEST_") {
@@ -811,5 +818,81 @@ print(status["workers"], status["counters"]["requests"]["user_login"])
             ],
             "{stderr}"
         );
+    }
+
+    /// Python policies inside the extension: on the loading program's interpreter when it
+    /// has one, else on one the extension starts.
+    #[cfg(feature = "python")]
+    mod python_policies {
+        use super::*;
+
+        fn mixed_env() -> Vec<(&'static str, String)> {
+            vec![
+                ("AUTHHOST_PLUGINS", policy("mixed").display().to_string()),
+                ("AUTHHOST_DB", ":memory:".into()),
+                ("AUTHHOST_WORKERS", "2".into()),
+                ("AUTHHOST_TIMEOUT_MS", "20000".into()),
+            ]
+        }
+
+        #[test]
+        fn the_sqlite3_shell_gets_an_interpreter_of_its_own() {
+            let script = format!(
+                ".load {}\n\
+                 SELECT user_login('{{}}', '{{}}');\n\
+                 SELECT new_node('{{\"public_key\":\"pk-primary\"}}');\n",
+                extension().display()
+            );
+            let env = mixed_env();
+            let (stdout, stderr) = sqlite3_shell(&script, &borrowed(&env));
+            assert_eq!(
+                stdout.lines().collect::<Vec<_>>(),
+                ["2", "primary"],
+                "{stderr}"
+            );
+        }
+
+        /// Debian's python3.11 links libpython statically: the policy must still run on that
+        /// interpreter (it sees the caller's `builtins.HOST_MARK`), not on a second one.
+        #[test]
+        fn python_sqlite3_runs_policies_on_its_own_interpreter() {
+            let program = r#"
+import builtins, sqlite3, sys, threading
+builtins.HOST_MARK = "set-by-the-caller"
+def connect():
+    conn = sqlite3.connect(":memory:")
+    conn.enable_load_extension(True)
+    conn.load_extension(sys.argv[1])
+    return conn
+conn = connect()
+print(conn.execute("SELECT user_login('{}', '{}')").fetchone()[0])
+print(conn.execute("SELECT new_node(?)", ('{"public_key":"pk-primary"}',)).fetchone()[0])
+answers = []
+def worker():
+    own = connect()  # one connection per thread: see the README
+    for _ in range(25):
+        answers.append(own.execute("SELECT user_login('{}', '{}')").fetchone()[0])
+threads = [threading.Thread(target=worker) for _ in range(4)]
+for t in threads: t.start()
+for t in threads: t.join()
+print(len(answers), sorted(set(answers)))
+"#;
+            let env = mixed_env();
+            let output = Command::new("/usr/bin/python3.11")
+                .arg("-c")
+                .arg(program)
+                .arg(extension())
+                .envs(borrowed(&env))
+                .output()
+                .unwrap();
+            let stdout = String::from_utf8_lossy(&output.stdout);
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert!(output.status.success(), "{stdout}\n{stderr}");
+            assert_eq!(
+                stdout.lines().collect::<Vec<_>>(),
+                ["1", "primary", "100 [1]"],
+                "{stderr}"
+            );
+        }
     }
 }

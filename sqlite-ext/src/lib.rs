@@ -25,6 +25,16 @@
 //! policies' `authhost.db` connections — goes through the `sqlite3_api_routines` the loading
 //! program passes at load time.
 //!
+//! **Python policies** (cargo feature `python`, on when authhost is built with it) run on the
+//! loading program's interpreter when it has one: the extension links libpython3.11, but a
+//! program that already runs Python (Debian's `python3.11`, which exports libpython's symbols
+//! from its executable, or a Python linked to `libpython3.11.so`) comes first in symbol
+//! lookup, so the policies see that program's modules and `builtins`. A program without Python
+//! (the `sqlite3` shell) gets an interpreter of authhost's own. In a Python program, give each
+//! thread its own connection: a policy needs the GIL, and a connection shared by threads can
+//! have a thread that holds the GIL wait for the connection's mutex, held by the statement
+//! waiting for that policy (it ends at the timeout, as `error`).
+//!
 //! The extension loads permanently (`SQLITE_OK_LOAD_PERMANENTLY`): its worker threads run its
 //! code, so it must stay mapped after the connection that loaded it closes.
 //!
@@ -144,6 +154,24 @@ fn process_host() -> Result<Host, String> {
 /// Starts the process's host from `builder`, or returns the running one if its settings are
 /// the same. `source` names where the settings came from, for messages.
 fn start(builder: HostBuilder, source: &str) -> Result<Host, String> {
+    thread_local! {
+        static STARTING_HERE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+    // A plugin that calls these SQL functions while its set loads (from setup(), or a Python
+    // module's top level) would otherwise wait for its own start forever.
+    if STARTING_HERE.with(|here| here.replace(true)) {
+        return Err(format!(
+            "{source}: authhost is still starting on this thread (a plugin called an authhost \
+             SQL function while loading)"
+        ));
+    }
+    struct Started;
+    impl Drop for Started {
+        fn drop(&mut self) {
+            STARTING_HERE.with(|here| here.set(false));
+        }
+    }
+    let _started = Started;
     let _starting = STARTING.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(host) = HOST.get() {
         // From the environment: whatever runs is the host. From authhost_configure: only if
