@@ -29,11 +29,14 @@ mod completion;
 pub mod decision;
 pub mod engine;
 pub mod error;
+pub mod ffi;
 pub mod host;
 pub mod plugins;
 mod pool;
 pub mod reload;
 pub mod script_api;
+pub mod settings;
+pub mod sqlite;
 mod stats;
 
 pub use decision::{

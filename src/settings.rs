@@ -1,0 +1,176 @@
+//! Host settings as text: a JSON object or environment variables, for embedders that cannot
+//! call [`HostBuilder`] themselves (the C ABI, the SQLite loadable extension).
+//!
+//! ```
+//! let builder = authhost::settings::from_json(r#"{"plugins":"policies","workers":2}"#)?;
+//! assert_eq!(builder.config().workers, 2);
+//! assert_eq!(builder.config().db, std::path::Path::new("authhost.db")); // the default
+//! # Ok::<(), authhost::Error>(())
+//! ```
+//!
+//! | JSON key | environment | meaning | default |
+//! | --- | --- | --- | --- |
+//! | `plugins` | `AUTHHOST_PLUGINS` | a plugin file or directory | `plugins` |
+//! | `db` | `AUTHHOST_DB` | the policies' SQLite database | `authhost.db` |
+//! | `workers` | `AUTHHOST_WORKERS` | worker threads (≥ 1) | the machine's cores |
+//! | `timeout_ms` | `AUTHHOST_TIMEOUT_MS` | time from submission to decision (≥ 1) | 2000 |
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+use crate::host::{Host, HostBuilder};
+
+/// The JSON object's fields. Unknown keys are refused: a misspelt `"worker": 4` must not
+/// silently run with the defaults.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Settings {
+    plugins: Option<String>,
+    db: Option<String>,
+    workers: Option<u64>,
+    timeout_ms: Option<u64>,
+}
+
+impl Settings {
+    fn into_builder(self) -> Result<HostBuilder> {
+        let mut builder = Host::builder();
+        if let Some(plugins) = self.plugins {
+            builder = builder.plugins(plugins);
+        }
+        if let Some(db) = self.db {
+            builder = builder.db(db);
+        }
+        if let Some(workers) = self.workers {
+            if workers == 0 {
+                return Err(Error::Config("workers must be at least 1".into()));
+            }
+            let workers = usize::try_from(workers)
+                .map_err(|_| Error::Config(format!("workers: {workers} is too many")))?;
+            builder = builder.workers(workers);
+        }
+        if let Some(timeout_ms) = self.timeout_ms {
+            if timeout_ms == 0 {
+                return Err(Error::Config("timeout_ms must be at least 1".into()));
+            }
+            builder = builder.timeout(Duration::from_millis(timeout_ms));
+        }
+        Ok(builder)
+    }
+}
+
+/// A builder from a JSON object such as
+/// `{"plugins":"policies","db":"authhost.db","workers":4,"timeout_ms":2000}`; missing keys
+/// keep their defaults.
+///
+/// # Failure
+///
+/// [`Error::Config`] naming the problem: text that is not a JSON object, an unknown key, a
+/// value of the wrong type, or `workers`/`timeout_ms` of 0.
+pub fn from_json(text: &str) -> Result<HostBuilder> {
+    let settings: Settings = serde_json::from_str(text)
+        .map_err(|e| Error::Config(format!("the settings are not a valid JSON object: {e}")))?;
+    settings.into_builder()
+}
+
+/// A builder from the environment: `AUTHHOST_PLUGINS`, `AUTHHOST_DB`, `AUTHHOST_WORKERS`,
+/// `AUTHHOST_TIMEOUT_MS`; unset variables keep their defaults.
+///
+/// # Failure
+///
+/// [`Error::Config`] naming the variable when `AUTHHOST_WORKERS` or `AUTHHOST_TIMEOUT_MS` is not
+/// a positive integer, or a variable is not valid Unicode.
+pub fn from_env() -> Result<HostBuilder> {
+    from_vars(|name| std::env::var(name))
+}
+
+/// [`from_env`] with the variables read through `var`, so that tests need not touch the
+/// process environment.
+fn from_vars(
+    var: impl Fn(&str) -> std::result::Result<String, std::env::VarError>,
+) -> Result<HostBuilder> {
+    let get = |name: &str| match var(name) {
+        Ok(value) => Ok(Some(value)),
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(std::env::VarError::NotUnicode(_)) => {
+            Err(Error::Config(format!("{name} is not valid Unicode")))
+        }
+    };
+    let number = |name: &str| -> Result<Option<u64>> {
+        get(name)?
+            .map(|text| {
+                text.trim().parse::<u64>().map_err(|_| {
+                    Error::Config(format!("{name}={text:?} is not a positive integer"))
+                })
+            })
+            .transpose()
+    };
+    Settings {
+        plugins: get("AUTHHOST_PLUGINS")?,
+        db: get("AUTHHOST_DB")?,
+        workers: number("AUTHHOST_WORKERS")?,
+        timeout_ms: number("AUTHHOST_TIMEOUT_MS")?,
+    }
+    .into_builder()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_fills_the_builder_and_keeps_defaults() {
+        let builder =
+            from_json(r#"{"plugins":"p.lua","db":":memory:","workers":3,"timeout_ms":250}"#)
+                .unwrap();
+        let config = builder.config();
+        assert_eq!(config.plugins, std::path::Path::new("p.lua"));
+        assert_eq!(config.db, std::path::Path::new(":memory:"));
+        assert_eq!(config.workers, 3);
+        assert_eq!(config.timeout, Duration::from_millis(250));
+        let defaults = from_json("{}").unwrap();
+        assert_eq!(defaults.config().timeout, Duration::from_millis(2000));
+        assert_eq!(defaults.config().plugins, std::path::Path::new("plugins"));
+    }
+
+    #[test]
+    fn bad_json_names_the_problem() {
+        for (text, expected) in [
+            ("not json", "not a valid JSON object"),
+            ("[1]", "not a valid JSON object"),
+            (r#"{"worker":2}"#, "unknown field `worker`"),
+            (r#"{"workers":"2"}"#, "invalid type"),
+            (r#"{"workers":-1}"#, "invalid value"),
+            (r#"{"workers":0}"#, "workers must be at least 1"),
+            (r#"{"timeout_ms":0}"#, "timeout_ms must be at least 1"),
+        ] {
+            let error = from_json(text).map(|_| ()).unwrap_err().to_string();
+            assert!(error.contains(expected), "{text}: {error}");
+        }
+    }
+
+    #[test]
+    fn environment_variables_fill_the_builder() {
+        let vars = |name: &str| match name {
+            "AUTHHOST_PLUGINS" => Ok("policies".to_string()),
+            "AUTHHOST_WORKERS" => Ok("5".to_string()),
+            "AUTHHOST_TIMEOUT_MS" => Ok(" 900 ".to_string()),
+            _ => Err(std::env::VarError::NotPresent),
+        };
+        let builder = from_vars(vars).unwrap();
+        assert_eq!(builder.config().plugins, std::path::Path::new("policies"));
+        assert_eq!(builder.config().db, std::path::Path::new("authhost.db"));
+        assert_eq!(builder.config().workers, 5);
+        assert_eq!(builder.config().timeout, Duration::from_millis(900));
+        let bad = |name: &str| match name {
+            "AUTHHOST_WORKERS" => Ok("many".to_string()),
+            _ => Err(std::env::VarError::NotPresent),
+        };
+        let error = from_vars(bad).map(|_| ()).unwrap_err().to_string();
+        assert!(
+            error.contains(r#"AUTHHOST_WORKERS="many" is not a positive integer"#),
+            "{error}"
+        );
+    }
+}
