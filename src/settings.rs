@@ -14,6 +14,10 @@
 //! | `db` | `AUTHHOST_DB` | the policies' SQLite database | `authhost.db` |
 //! | `workers` | `AUTHHOST_WORKERS` | worker threads (≥ 1) | the machine's cores |
 //! | `timeout_ms` | `AUTHHOST_TIMEOUT_MS` | time from submission to decision (≥ 1) | 2000 |
+//! | `watch` | `AUTHHOST_WATCH` (`1`/`0`) | reload when a plugin file changes | on |
+//!
+//! Watching is on by default here, unlike [`HostBuilder`]: these embedders are long-running
+//! database nodes whose operators expect a saved policy to go live without a restart.
 
 use std::time::Duration;
 
@@ -31,11 +35,12 @@ struct Settings {
     db: Option<String>,
     workers: Option<u64>,
     timeout_ms: Option<u64>,
+    watch: Option<bool>,
 }
 
 impl Settings {
     fn into_builder(self) -> Result<HostBuilder> {
-        let mut builder = Host::builder();
+        let mut builder = Host::builder().watch(self.watch.unwrap_or(true));
         if let Some(plugins) = self.plugins {
             builder = builder.plugins(plugins);
         }
@@ -75,7 +80,7 @@ pub fn from_json(text: &str) -> Result<HostBuilder> {
 }
 
 /// A builder from the environment: `AUTHHOST_PLUGINS`, `AUTHHOST_DB`, `AUTHHOST_WORKERS`,
-/// `AUTHHOST_TIMEOUT_MS`; unset variables keep their defaults.
+/// `AUTHHOST_TIMEOUT_MS`, `AUTHHOST_WATCH`; unset variables keep their defaults.
 ///
 /// # Failure
 ///
@@ -111,6 +116,15 @@ fn from_vars(
         db: get("AUTHHOST_DB")?,
         workers: number("AUTHHOST_WORKERS")?,
         timeout_ms: number("AUTHHOST_TIMEOUT_MS")?,
+        watch: get("AUTHHOST_WATCH")?
+            .map(|text| match text.trim() {
+                "1" | "true" | "on" => Ok(true),
+                "0" | "false" | "off" => Ok(false),
+                _ => Err(Error::Config(format!(
+                    "AUTHHOST_WATCH={text:?} is not 1 or 0"
+                ))),
+            })
+            .transpose()?,
     }
     .into_builder()
 }
@@ -129,6 +143,9 @@ mod tests {
         assert_eq!(config.db, std::path::Path::new(":memory:"));
         assert_eq!(config.workers, 3);
         assert_eq!(config.timeout, Duration::from_millis(250));
+        assert!(config.watch);
+        let quiet = from_json(r#"{"watch":false}"#).unwrap();
+        assert!(!quiet.config().watch);
         let defaults = from_json("{}").unwrap();
         assert_eq!(defaults.config().timeout, Duration::from_millis(2000));
         assert_eq!(defaults.config().plugins, std::path::Path::new("plugins"));
@@ -144,6 +161,7 @@ mod tests {
             (r#"{"workers":-1}"#, "invalid value"),
             (r#"{"workers":0}"#, "workers must be at least 1"),
             (r#"{"timeout_ms":0}"#, "timeout_ms must be at least 1"),
+            (r#"{"watch":"yes"}"#, "invalid type"),
         ] {
             let error = from_json(text).map(|_| ()).unwrap_err().to_string();
             assert!(error.contains(expected), "{text}: {error}");
@@ -163,6 +181,12 @@ mod tests {
         assert_eq!(builder.config().db, std::path::Path::new("authhost.db"));
         assert_eq!(builder.config().workers, 5);
         assert_eq!(builder.config().timeout, Duration::from_millis(900));
+        assert!(builder.config().watch, "watching is on unless turned off");
+        let off = |name: &str| match name {
+            "AUTHHOST_WATCH" => Ok("0".to_string()),
+            _ => Err(std::env::VarError::NotPresent),
+        };
+        assert!(!from_vars(off).unwrap().config().watch);
         let bad = |name: &str| match name {
             "AUTHHOST_WORKERS" => Ok("many".to_string()),
             _ => Err(std::env::VarError::NotPresent),
