@@ -278,6 +278,11 @@ mod rust_api {
             move |o| tx.send(o).unwrap(),
         );
         assert_eq!(rx.recv().unwrap().user(), Some(&UserDecision::UserId(1)));
+        // A thread takes its name once it first runs: give an idle one time to start.
+        let started = std::time::Instant::now();
+        while authhost_threads() < 4 && started.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
         let before = authhost_threads();
         drop(host);
         assert_eq!(authhost_threads(), before, "a clone keeps the workers");
