@@ -25,14 +25,17 @@
 //! # Ok::<(), authhost::Error>(())
 //! ```
 
+pub mod cases;
 mod completion;
 pub mod decision;
+pub mod decision_log;
 pub mod engine;
 pub mod error;
 pub mod host;
 pub mod plugins;
 mod pool;
 pub mod script_api;
+pub mod serve;
 mod stats;
 
 pub use decision::{
