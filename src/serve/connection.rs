@@ -260,3 +260,112 @@ fn write_answers<W: Write>(
     }
     places.give_back(shared, unflushed);
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+
+    use serde_json::json;
+
+    use super::*;
+
+    /// A sink the test can read after the connection is done.
+    #[derive(Clone, Default)]
+    struct Collected(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Collected {
+        fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn context() -> Context {
+        let plugin = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/policies/serve/echo.lua");
+        let host = Host::builder()
+            .plugins(plugin)
+            .db(":memory:")
+            .workers(2)
+            .build()
+            .expect("the echo policy loads");
+        Context {
+            host,
+            shared: Arc::new(Shared::new()),
+            log: None,
+            max_pending: 8,
+        }
+    }
+
+    #[test]
+    fn every_line_is_answered_before_the_connection_ends() {
+        let mut input = String::new();
+        for id in 1..=100 {
+            input.push_str(&format!(
+                "{{\"jsonrpc\":\"2.0\",\"id\":{id},\"method\":\"user_login\",\"params\":[{{\"id\":{id}}},\"{{}}\"]}}\n"
+            ));
+        }
+        input.push_str("not json\n\n   \n");
+        input.push_str(
+            "{\"jsonrpc\":\"2.0\",\"method\":\"user_login\",\"params\":[\"{}\",\"{}\"]}\n",
+        );
+        // The last line has no newline: it still counts.
+        input.push_str("{\"jsonrpc\":\"2.0\",\"id\":\"last\",\"method\":\"new_node\",\"params\":[{\"role\":\"async\"}]}");
+        let context = context();
+        let sink = Collected::default();
+        serve(&context, io::Cursor::new(input), sink.clone(), "test");
+        let written = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+        let answers: Vec<Value> = written
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        // 100 logins, one parse error, the last request; blank lines and the notification
+        // get nothing.
+        assert_eq!(answers.len(), 102, "{written}");
+        let by_id: HashMap<String, &Value> =
+            answers.iter().map(|a| (a["id"].to_string(), a)).collect();
+        for id in 1..=100 {
+            assert_eq!(by_id[&id.to_string()]["result"]["code"], json!(id));
+        }
+        assert_eq!(by_id["null"]["error"]["code"], json!(-32700));
+        assert_eq!(by_id["\"last\""]["result"]["decision"], json!("async"));
+        assert_eq!(context.shared.outstanding.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn a_client_that_cannot_be_written_to_stops_being_read() {
+        struct Gone;
+        impl Write for Gone {
+            fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+                Err(io::ErrorKind::BrokenPipe.into())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Err(io::ErrorKind::BrokenPipe.into())
+            }
+        }
+        let line = "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"status\"}\n";
+        let context = context();
+        // Endless input: only the broken writer can end this connection.
+        let endless = io::repeat(0)
+            .take(0)
+            .chain(InfiniteLines(line.as_bytes().to_vec(), 0));
+        serve(&context, endless, Gone, "test");
+        assert_eq!(context.shared.outstanding.load(Ordering::SeqCst), 0);
+    }
+
+    /// The same line forever.
+    struct InfiniteLines(Vec<u8>, usize);
+
+    impl Read for InfiniteLines {
+        fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+            for byte in out.iter_mut() {
+                *byte = self.0[self.1];
+                self.1 = (self.1 + 1) % self.0.len();
+            }
+            Ok(out.len())
+        }
+    }
+}

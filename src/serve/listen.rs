@@ -85,8 +85,10 @@ pub(crate) struct UnixSocket {
     identity: Option<(u64, u64)>,
 }
 
-impl Drop for UnixSocket {
-    fn drop(&mut self) {
+impl UnixSocket {
+    /// Removes the socket file if it is still the one this listener made (not a newer
+    /// server's). Idempotent.
+    pub fn remove_file(&self) {
         let still_ours = std::fs::symlink_metadata(&self.path)
             .is_ok_and(|m| Some((m.dev(), m.ino())) == self.identity);
         if still_ours {
@@ -94,6 +96,12 @@ impl Drop for UnixSocket {
                 log::warn!("cannot remove the socket {}: {e}", self.path.display());
             }
         }
+    }
+}
+
+impl Drop for UnixSocket {
+    fn drop(&mut self) {
+        self.remove_file();
     }
 }
 

@@ -88,6 +88,15 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    fn new() -> Shared {
+        Shared {
+            stopping: AtomicBool::new(false),
+            outstanding: AtomicUsize::new(0),
+            connections: Mutex::new(HashMap::new()),
+            next_connection: AtomicU64::new(1),
+        }
+    }
+
     /// Whether the server has begun stopping.
     pub fn is_stopping(&self) -> bool {
         self.stopping.load(Ordering::SeqCst)
@@ -140,12 +149,7 @@ impl Server {
         Ok(Server {
             context: Context {
                 host: host.clone(),
-                shared: Arc::new(Shared {
-                    stopping: AtomicBool::new(false),
-                    outstanding: AtomicUsize::new(0),
-                    connections: Mutex::new(HashMap::new()),
-                    next_connection: AtomicU64::new(1),
-                }),
+                shared: Arc::new(Shared::new()),
                 log: options.decision_log,
                 max_pending: options.max_pending.clamp(1, queue),
             },
@@ -224,9 +228,21 @@ impl Server {
             }
             std::thread::sleep(Duration::from_millis(2));
         }
-        // The stdio reader may be blocked on input that never comes: it is left behind.
-        if !matches!(*listener, Listener::Stdio) && accepting.is_finished() {
-            let _ = accepting.join();
+        // The process may exit as soon as this returns: remove the socket file now rather
+        // than when the last handle on the listener is dropped.
+        if let Listener::Unix(socket) = &*listener {
+            socket.remove_file();
+        }
+        // The stdio reader may be blocked on input that never comes: it is left behind. The
+        // accept loop returns once woken.
+        if !matches!(*listener, Listener::Stdio) {
+            let woken_by = Instant::now() + Duration::from_secs(1);
+            while !accepting.is_finished() && Instant::now() < woken_by {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            if accepting.is_finished() {
+                let _ = accepting.join();
+            }
         }
         Ok(())
     }
