@@ -4,19 +4,16 @@
 //! Back-pressure: every line that will produce an answer takes one of the connection's
 //! `max_pending` places before it is dispatched, and gives it back once its answer is
 //! written. A client that does not read its answers therefore stops being read from, and the
-//! connection's memory stays bounded; the workers never wait on a client (they drop answers
-//! in an outbox that the places keep short).
-//!
-//! The outbox is a vector behind a mutex, and the writer parks when it is empty: a channel's
-//! blocking receive yields the CPU in a loop first (`sched_yield`), which on a busy machine
-//! hands it to other processes and costs CPU on every quiet moment.
+//! connection's memory stays bounded; the workers never wait on a client (they hand answers
+//! to an unbounded channel that the places keep short).
 
 use std::io::{self, BufWriter, Read, Write};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 use std::thread::Thread;
 use std::time::Duration;
 
+use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use serde_json::Value;
 
 use super::lines::{Line, LineReader};
@@ -39,21 +36,14 @@ pub(crate) struct Context {
 /// its place back.
 type Answer = Option<String>;
 
-/// One connection's state shared by its reader, its writer and the requests in flight.
+/// One connection's count of pending answers, shared by its reader and writer.
 struct Places {
-    /// Answers dispatched and not yet written.
     pending: AtomicUsize,
     limit: usize,
     /// The reader, to wake when places free up.
     reader: Thread,
     /// Set by the writer when the client can no longer be written to.
     closed: AtomicBool,
-    /// Set by the reader when it dispatches no more requests.
-    reader_done: AtomicBool,
-    /// Answers waiting for the writer.
-    outbox: Mutex<Vec<Answer>>,
-    /// The writer, to wake when an answer arrives (set by the writer itself).
-    writer: OnceLock<Thread>,
 }
 
 impl Places {
@@ -89,22 +79,6 @@ impl Places {
             self.reader.unpark();
         }
     }
-
-    /// Hands the answer of a taken place to the writer. The writer holds the lock only to
-    /// swap the vector out, so this never waits long.
-    fn post(&self, answer: Answer) {
-        self.outbox
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(answer);
-        self.wake_writer();
-    }
-
-    fn wake_writer(&self) {
-        if let Some(writer) = self.writer.get() {
-            writer.unpark();
-        }
-    }
 }
 
 /// Serves one connection until its input ends, the client goes away, or the server stops;
@@ -119,17 +93,15 @@ where
         limit: context.max_pending.max(1),
         reader: std::thread::current(),
         closed: AtomicBool::new(false),
-        reader_done: AtomicBool::new(false),
-        outbox: Mutex::new(Vec::new()),
-        writer: OnceLock::new(),
     });
+    let (answers, to_write) = crossbeam_channel::unbounded::<Answer>();
     let writer = {
         let places = places.clone();
         let shared = context.shared.clone();
         let peer = peer.to_string();
         std::thread::Builder::new()
             .name("authhost-writer".into())
-            .spawn(move || write_answers(sink, &places, &shared, &peer))
+            .spawn(move || write_answers(sink, &to_write, &places, &shared, &peer))
     };
     let writer = match writer {
         Ok(writer) => writer,
@@ -138,15 +110,19 @@ where
             return;
         }
     };
-    let reason = read_requests(context, source, &places);
+    let reason = read_requests(context, source, &answers, &places);
     log::debug!("{peer}: {reason}");
-    places.reader_done.store(true, Ordering::SeqCst);
-    places.wake_writer();
+    drop(answers);
     let _ = writer.join();
 }
 
 /// The reader: parses each line and dispatches it at once. Returns why it stopped.
-fn read_requests<R: Read>(context: &Context, source: R, places: &Arc<Places>) -> String {
+fn read_requests<R: Read>(
+    context: &Context,
+    source: R,
+    answers: &Sender<Answer>,
+    places: &Places,
+) -> String {
     let mut lines = LineReader::new(source);
     loop {
         if context.shared.is_stopping() {
@@ -166,19 +142,19 @@ fn read_requests<R: Read>(context: &Context, source: R, places: &Arc<Places>) ->
             return "the connection or the server is closing".into();
         }
         match parsed {
-            Ok(request) => dispatch(context, request, places),
+            Ok(request) => dispatch(context, request, answers),
             Err(refusal) => {
                 let line = refusal
                     .reply_to
                     .map(|id| protocol::error_line(&id, &refusal.error));
-                places.post(line);
+                let _ = answers.send(line);
             }
         }
     }
 }
 
-/// Starts answering one request; its answer reaches the outbox when it completes.
-fn dispatch(context: &Context, request: Request, places: &Arc<Places>) {
+/// Starts answering one request; its answer reaches `answers` when it completes.
+fn dispatch(context: &Context, request: Request, answers: &Sender<Answer>) {
     let Request { id, method } = request;
     match method {
         Method::Call { callback, args } => {
@@ -186,29 +162,31 @@ fn dispatch(context: &Context, request: Request, places: &Arc<Places>) {
                 .log
                 .as_ref()
                 .map(|log| (log.clone(), ArgsDigest::of(&args[..callback.arity()])));
-            let places = places.clone();
+            let answers = answers.clone();
             context.host.call_async(callback, args, move |outcome| {
                 if let Some((log, digest)) = log {
                     log.record(callback, &digest, &outcome);
                 }
-                places.post(id.map(|id| protocol::outcome_line(&id, &outcome)));
+                let _ = answers.send(id.map(|id| protocol::outcome_line(&id, &outcome)));
             });
         }
         Method::Status => {
             let status = context.host.status().to_json();
-            places.post(id.map(|id| protocol::result_line(&id, &status)));
+            let _ = answers.send(id.map(|id| protocol::result_line(&id, &status)));
         }
         Method::Reload => {
             // Loading a set takes a while: do it off the reader, so that this connection's
             // other requests go on meanwhile.
             let host = context.host.clone();
-            let places_for_thread = places.clone();
+            let answers_for_thread = answers.clone();
             let id_for_thread = id.clone();
             let spawned = std::thread::Builder::new()
                 .name("authhost-reload".into())
-                .spawn(move || places_for_thread.post(reload(&host, id_for_thread)));
+                .spawn(move || {
+                    let _ = answers_for_thread.send(reload(&host, id_for_thread));
+                });
             if spawned.is_err() {
-                places.post(reload(&context.host, id));
+                let _ = answers.send(reload(&context.host, id));
             }
         }
     }
@@ -230,14 +208,19 @@ fn reload(host: &Host, id: Option<Value>) -> Answer {
     })
 }
 
-/// The writer: writes the answers in the outbox a batch at a time, flushes after each batch,
-/// and then gives their places back. After a write error it keeps draining (dropping the
-/// answers) so that nothing waits on a client that is gone. Returns once the reader is done
-/// and every answer it dispatched is through.
-fn write_answers<W: Write>(sink: W, places: &Places, shared: &Shared, peer: &str) {
-    let _ = places.writer.set(std::thread::current());
+/// The writer: writes answers as they come, flushing whenever none is waiting, and gives
+/// their places back once they are flushed. After a write error it keeps draining (dropping
+/// the answers) so that nothing waits on a client that is gone.
+fn write_answers<W: Write>(
+    sink: W,
+    to_write: &Receiver<Answer>,
+    places: &Places,
+    shared: &Shared,
+    peer: &str,
+) {
     let mut out = BufWriter::with_capacity(64 << 10, sink);
     let mut broken = false;
+    let mut unflushed = 0;
     let fail = |e: io::Error, broken: &mut bool| {
         if !*broken {
             log::debug!("{peer}: cannot write answers ({e}); dropping them");
@@ -246,39 +229,36 @@ fn write_answers<W: Write>(sink: W, places: &Places, shared: &Shared, peer: &str
             places.reader.unpark();
         }
     };
-    let mut batch: Vec<Answer> = Vec::new();
     loop {
-        std::mem::swap(
-            &mut batch,
-            &mut *places.outbox.lock().unwrap_or_else(|e| e.into_inner()),
-        );
-        if batch.is_empty() {
-            // Every dispatched request posts exactly one answer (even when its worker
-            // fails), so with the reader done and every place back, nothing more will come.
-            if places.reader_done.load(Ordering::SeqCst)
-                && places.pending.load(Ordering::SeqCst) == 0
-            {
-                return;
-            }
-            // Woken by the next post; the timeout is only a safety net.
-            std::thread::park_timeout(Duration::from_millis(100));
-            continue;
-        }
-        let count = batch.len();
-        for answer in batch.drain(..) {
-            if let (Some(line), false) = (answer, broken) {
-                if let Err(e) = out.write_all(line.as_bytes()) {
-                    fail(e, &mut broken);
+        let answer = match to_write.try_recv() {
+            Ok(answer) => answer,
+            Err(TryRecvError::Empty) => {
+                if !broken && unflushed > 0 {
+                    if let Err(e) = out.flush() {
+                        fail(e, &mut broken);
+                    }
+                }
+                places.give_back(shared, std::mem::take(&mut unflushed));
+                match to_write.recv() {
+                    Ok(answer) => answer,
+                    Err(_) => break,
                 }
             }
-        }
-        if !broken {
-            if let Err(e) = out.flush() {
+            Err(TryRecvError::Disconnected) => break,
+        };
+        if let (Some(line), false) = (answer, broken) {
+            if let Err(e) = out.write_all(line.as_bytes()) {
                 fail(e, &mut broken);
             }
         }
-        places.give_back(shared, count);
+        unflushed += 1;
     }
+    if !broken {
+        if let Err(e) = out.flush() {
+            fail(e, &mut broken);
+        }
+    }
+    places.give_back(shared, unflushed);
 }
 
 #[cfg(test)]
