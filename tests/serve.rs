@@ -85,11 +85,21 @@ impl Service {
     fn connect(&self) -> Conn {
         if let Some(path) = self.addr.strip_prefix("unix:") {
             let stream = UnixStream::connect(path).expect("connecting to the unix socket");
-            Conn::new(stream.try_clone().unwrap(), stream)
+            let closer = stream.try_clone().unwrap();
+            let mut conn = Conn::new(stream.try_clone().unwrap(), stream);
+            conn.hang_up = Some(Box::new(move || {
+                let _ = closer.shutdown(std::net::Shutdown::Both);
+            }));
+            conn
         } else if let Some(host_port) = self.addr.strip_prefix("tcp:") {
             let stream = TcpStream::connect(host_port).expect("connecting over TCP");
             stream.set_nodelay(true).unwrap();
-            Conn::new(stream.try_clone().unwrap(), stream)
+            let closer = stream.try_clone().unwrap();
+            let mut conn = Conn::new(stream.try_clone().unwrap(), stream);
+            conn.hang_up = Some(Box::new(move || {
+                let _ = closer.shutdown(std::net::Shutdown::Both);
+            }));
+            conn
         } else {
             panic!("not a socket service: {}", self.addr)
         }
@@ -145,6 +155,9 @@ struct Conn {
     writer: Option<Box<dyn Write + Send>>,
     answers: Receiver<Value>,
     next_id: i64,
+    /// Closes a socket connection both ways (dropping the `Conn` alone would not: its
+    /// reader thread holds the socket too).
+    hang_up: Option<Box<dyn FnOnce() + Send>>,
 }
 
 impl Conn {
@@ -165,7 +178,13 @@ impl Conn {
             writer: Some(Box::new(writer)),
             answers,
             next_id: 1,
+            hang_up: None,
         }
+    }
+
+    /// Disconnects a socket connection at once, whatever is in flight.
+    fn hang_up(mut self) {
+        (self.hang_up.take().expect("a socket connection"))();
     }
 
     fn send_raw(&mut self, bytes: &[u8]) {
@@ -562,7 +581,7 @@ fn a_client_that_disconnects_mid_stream_affects_no_one_else() {
     }
     // Half a request, then gone, with answers in flight.
     leaving.send_raw(b"{\"jsonrpc\":\"2.0\",\"id\":99,\"meth");
-    drop(leaving);
+    leaving.hang_up();
     for id in 0..20 {
         let answer = steady.call(
             "user_login",
@@ -633,6 +652,44 @@ fn a_client_that_does_not_read_is_not_read_from_and_loses_nothing() {
     }
     sending.join().unwrap();
     drop(service);
+}
+
+#[test]
+fn connections_past_the_limit_are_refused_and_the_others_go_on() {
+    let service = Service::start(
+        &policy("echo.lua"),
+        "tcp:127.0.0.1:0",
+        &["--max-connections", "2"],
+    );
+    let mut first = service.connect();
+    let mut second = service.connect();
+    // Answered: both are registered.
+    result(&first.call("status", Value::Null));
+    result(&second.call("status", Value::Null));
+    let third = service.connect();
+    let refusal = third.recv();
+    assert_eq!(error_code(&refusal), -32001, "{refusal}");
+    assert_eq!(refusal["id"], Value::Null);
+    assert!(third.closed());
+    assert_eq!(result(&first.call("user_login", login(4)))["code"], 4);
+    // Once one leaves, a new connection is served.
+    second.hang_up();
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let mut next = service.connect();
+        let id = next.ask("user_login", login(8));
+        let answer = next.recv();
+        if answer["id"] == json!(id) {
+            assert_eq!(result(&answer)["code"], 8);
+            break;
+        }
+        assert_eq!(error_code(&answer), -32001, "{answer}");
+        assert!(
+            Instant::now() < deadline,
+            "the connection that left still counts"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 // ---------------------------------------------------------------------------------------

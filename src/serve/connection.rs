@@ -294,7 +294,7 @@ mod tests {
             .expect("the echo policy loads");
         Context {
             host,
-            shared: Arc::new(Shared::new()),
+            shared: Arc::new(Shared::new(8)),
             log: None,
             max_pending: 8,
         }

@@ -28,7 +28,7 @@ mod listen;
 pub mod protocol;
 
 use std::collections::HashMap;
-use std::io;
+use std::io::{self, Write as _};
 use std::net::Shutdown;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -52,6 +52,9 @@ pub struct ServeOptions {
     pub max_pending: usize,
     /// Where to record every decision, if anywhere.
     pub decision_log: Option<DecisionRecorder>,
+    /// Socket connections served at once (default 1024); one more is sent a −32001 error
+    /// and closed. Each connection costs two threads.
+    pub max_connections: usize,
 }
 
 impl Default for ServeOptions {
@@ -59,6 +62,7 @@ impl Default for ServeOptions {
         ServeOptions {
             max_pending: 1024,
             decision_log: None,
+            max_connections: 1024,
         }
     }
 }
@@ -67,6 +71,12 @@ impl ServeOptions {
     /// Sets [`ServeOptions::max_pending`].
     pub fn max_pending(mut self, places: usize) -> Self {
         self.max_pending = places;
+        self
+    }
+
+    /// Sets [`ServeOptions::max_connections`].
+    pub fn max_connections(mut self, connections: usize) -> Self {
+        self.max_connections = connections;
         self
     }
 
@@ -85,15 +95,17 @@ pub(crate) struct Shared {
     /// How to stop reading each live socket connection, by connection number.
     connections: Mutex<HashMap<u64, Box<dyn Fn() + Send>>>,
     next_connection: AtomicU64,
+    max_connections: usize,
 }
 
 impl Shared {
-    fn new() -> Shared {
+    fn new(max_connections: usize) -> Shared {
         Shared {
             stopping: AtomicBool::new(false),
             outstanding: AtomicUsize::new(0),
             connections: Mutex::new(HashMap::new()),
             next_connection: AtomicU64::new(1),
+            max_connections: max_connections.max(1),
         }
     }
 
@@ -149,7 +161,7 @@ impl Server {
         Ok(Server {
             context: Context {
                 host: host.clone(),
-                shared: Arc::new(Shared::new()),
+                shared: Arc::new(Shared::new(options.max_connections)),
                 log: options.decision_log,
                 max_pending: options.max_pending.clamp(1, queue),
             },
@@ -301,11 +313,33 @@ struct Accepted {
     writer: Box<dyn io::Write + Send>,
 }
 
-fn spawn_connection(context: &Context, accepted: Accepted) {
+fn spawn_connection(context: &Context, mut accepted: Accepted) {
     let shared = context.shared.clone();
     let number = shared.next_connection.fetch_add(1, Ordering::Relaxed);
-    // Registered before the stop check in the reader, so a stop never misses it.
-    shared.connections().insert(number, accepted.stop_reading);
+    {
+        let mut connections = shared.connections();
+        if connections.len() >= shared.max_connections {
+            drop(connections);
+            log::warn!(
+                "{}: refused, already serving {} connections",
+                accepted.peer,
+                shared.max_connections
+            );
+            let error = protocol::RpcError::new(
+                protocol::ErrorCode::TooManyConnections,
+                format!(
+                    "too many connections (at most {}); try again later",
+                    shared.max_connections
+                ),
+            );
+            // A fresh socket's send buffer is empty: this does not block.
+            let line = protocol::error_line(&serde_json::Value::Null, &error);
+            let _ = accepted.writer.write_all(line.as_bytes());
+            return;
+        }
+        // Registered before the stop check in the reader, so a stop never misses it.
+        connections.insert(number, accepted.stop_reading);
+    }
     let context = context.clone();
     let peer = accepted.peer;
     let (reader, writer) = (accepted.reader, accepted.writer);

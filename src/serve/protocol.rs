@@ -39,6 +39,8 @@ pub enum ErrorCode {
     InvalidParams,
     /// −32000: `reload` failed; the running plugin set stays.
     ReloadFailed,
+    /// −32001: the server has all the connections it takes; this one is closed.
+    TooManyConnections,
 }
 
 impl ErrorCode {
@@ -50,6 +52,7 @@ impl ErrorCode {
             ErrorCode::MethodNotFound => -32601,
             ErrorCode::InvalidParams => -32602,
             ErrorCode::ReloadFailed => -32000,
+            ErrorCode::TooManyConnections => -32001,
         }
     }
 }

@@ -26,6 +26,9 @@ pub struct ServeArgs {
     /// Answers one connection may have pending before its requests stop being read.
     #[arg(long = "max-pending", default_value_t = 1024)]
     max_pending: usize,
+    /// Socket connections served at once; more are sent an error and closed.
+    #[arg(long = "max-connections", default_value_t = 1024)]
+    max_connections: usize,
 }
 
 /// Serves until SIGTERM/SIGINT (or, on stdio, the end of input), then drains and returns.
@@ -37,7 +40,9 @@ pub fn run(host: &Host, args: &ServeArgs) -> anyhow::Result<()> {
         ),
         None => None,
     };
-    let mut options = ServeOptions::default().max_pending(args.max_pending);
+    let mut options = ServeOptions::default()
+        .max_pending(args.max_pending)
+        .max_connections(args.max_connections);
     if let Some(log) = &log {
         options = options.decision_log(log.recorder());
     }
