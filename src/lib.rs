@@ -25,8 +25,10 @@
 //! # Ok::<(), authhost::Error>(())
 //! ```
 
+pub mod cases;
 mod completion;
 pub mod decision;
+pub mod decision_log;
 pub mod engine;
 pub mod error;
 pub mod ffi;
@@ -35,6 +37,7 @@ pub mod plugins;
 mod pool;
 pub mod reload;
 pub mod script_api;
+pub mod serve;
 pub mod settings;
 pub mod sqlite;
 mod stats;

@@ -4,6 +4,10 @@
 //! thread through the non-blocking API; `--blocking` runs `--concurrency` threads that each
 //! make blocking calls. Latency is submission to decision (pipelined) or the whole blocking
 //! call as its caller sees it (blocking).
+//!
+//! With `--listen ADDR`, it loads a running `authhost serve` instead: see [`remote`].
+
+pub mod remote;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -33,6 +37,21 @@ pub struct BenchArgs {
     pub watch: bool,
     /// The callback's arguments (default: a sample login and node).
     args: Vec<String>,
+    /// Load a running `authhost serve` at this address (unix:PATH or tcp:HOST:PORT) over one
+    /// connection, instead of an in-process host.
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<authhost::serve::ListenAddr>,
+    /// With --listen: send this many requests per second on a fixed schedule (0: pipelined,
+    /// --concurrency in flight).
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
+}
+
+impl BenchArgs {
+    /// Whether to load a running service rather than an in-process host.
+    pub fn is_remote(&self) -> bool {
+        self.listen.is_some()
+    }
 }
 
 const DECISIONS: [&str; 8] = [

@@ -4,6 +4,8 @@
 //! does not load (or a check or test fails), 2 usage.
 
 mod bench;
+mod serve;
+mod test_cases;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -70,10 +72,21 @@ enum Command {
     },
     /// Load-test a callback and print throughput and latency percentiles as JSON.
     Bench(bench::BenchArgs),
+    /// Serve JSON-RPC 2.0 requests (one per line) on stdio, a Unix socket or TCP.
+    Serve(serve::ServeArgs),
+    /// Run policy test cases (a JSON file) and print PASS/FAIL per case and a summary.
+    Test(test_cases::TestArgs),
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = <Cli as clap::CommandFactory>::command().get_matches();
+    let cli = match <Cli as clap::FromArgMatches>::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    // `authhost test` uses a fresh in-memory database unless one is named.
+    let db_given = matches.value_source("db") == Some(clap::parser::ValueSource::CommandLine);
+    DB_GIVEN.get_or_init(|| db_given);
     env_logger::Builder::new()
         .filter_level(cli.options.log_level)
         .target(env_logger::Target::Stderr)
@@ -87,9 +100,25 @@ fn main() -> ExitCode {
     }
 }
 
+/// Whether `--db` was given on the command line.
+static DB_GIVEN: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let options = cli.options;
     match cli.command {
+        Command::Serve(args) => {
+            let host = options
+                .builder(None)
+                .build()
+                .context("the plugin set does not load")?;
+            serve::run(&host, &args)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Test(args) => test_cases::run(&options, DB_GIVEN.get() == Some(&true), &args),
+        Command::Bench(args) if args.is_remote() => {
+            bench::remote::run(&args)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Check => Ok(check(&options)),
         Command::Call { callback, args } => {
             let Some(callback) = Callback::from_name(&callback) else {
