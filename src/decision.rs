@@ -330,6 +330,32 @@ pub enum Decision {
 }
 
 impl Decision {
+    /// Every decision name, in the order of [`Decision::name_index`].
+    pub const NAMES: [&'static str; 8] = [
+        "user_id",
+        "new_user",
+        "not_authorized",
+        "primary",
+        "secondary",
+        "async",
+        "unauthorized",
+        "error",
+    ];
+
+    /// Where this decision's name stands in [`Decision::NAMES`], for per-decision tables.
+    pub fn name_index(&self) -> usize {
+        match self {
+            Decision::User(UserDecision::UserId(_)) => 0,
+            Decision::User(UserDecision::NewUser) => 1,
+            Decision::User(UserDecision::NotAuthorized) => 2,
+            Decision::Node(NodeDecision::Primary) => 3,
+            Decision::Node(NodeDecision::Secondary) => 4,
+            Decision::Node(NodeDecision::Async) => 5,
+            Decision::Node(NodeDecision::Unauthorized) => 6,
+            Decision::User(UserDecision::Error(_)) | Decision::Node(NodeDecision::Error(_)) => 7,
+        }
+    }
+
     /// Maps a script's return value for `callback`.
     pub fn from_return(callback: Callback, value: &ScriptValue) -> Decision {
         match callback {
@@ -610,6 +636,30 @@ mod tests {
             elapsed: Duration::ZERO,
         };
         assert_eq!(role.to_json()["code"], "secondary");
+    }
+
+    #[test]
+    fn decision_names_and_their_index_agree() {
+        let all = [
+            Decision::User(UserDecision::UserId(1)),
+            Decision::User(UserDecision::NewUser),
+            Decision::User(UserDecision::NotAuthorized),
+            Decision::User(UserDecision::Error(DecisionError::new(
+                ErrorKind::Script,
+                "",
+            ))),
+            Decision::Node(NodeDecision::Primary),
+            Decision::Node(NodeDecision::Secondary),
+            Decision::Node(NodeDecision::Async),
+            Decision::Node(NodeDecision::Unauthorized),
+            Decision::Node(NodeDecision::Error(DecisionError::new(
+                ErrorKind::Script,
+                "",
+            ))),
+        ];
+        for decision in all {
+            assert_eq!(Decision::NAMES[decision.name_index()], decision.name());
+        }
     }
 
     #[test]

@@ -8,24 +8,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crossbeam_utils::CachePadded;
 use serde_json::{json, Value};
 
-use crate::decision::{Callback, Decision, ErrorKind, NodeDecision, UserDecision};
-
-/// Decision names in counter order.
-const DECISION_NAMES: [&str; 8] = [
-    "user_id",
-    "new_user",
-    "not_authorized",
-    "primary",
-    "secondary",
-    "async",
-    "unauthorized",
-    "error",
-];
+use crate::decision::{Callback, Decision, ErrorKind};
 
 #[derive(Default)]
 struct Block {
     requests: [AtomicU64; 3],
-    decisions: [AtomicU64; DECISION_NAMES.len()],
+    decisions: [AtomicU64; Decision::NAMES.len()],
     timeouts: AtomicU64,
     overloaded: AtomicU64,
     worker_failures: AtomicU64,
@@ -56,17 +44,7 @@ impl Counters {
     pub fn record(&self, block: usize, callback: Callback, decision: &Decision) {
         let b = &self.blocks[block.min(self.blocks.len() - 1)];
         b.requests[callback.index()].fetch_add(1, Ordering::Relaxed);
-        let kind = match decision {
-            Decision::User(UserDecision::UserId(_)) => 0,
-            Decision::User(UserDecision::NewUser) => 1,
-            Decision::User(UserDecision::NotAuthorized) => 2,
-            Decision::Node(NodeDecision::Primary) => 3,
-            Decision::Node(NodeDecision::Secondary) => 4,
-            Decision::Node(NodeDecision::Async) => 5,
-            Decision::Node(NodeDecision::Unauthorized) => 6,
-            Decision::User(UserDecision::Error(_)) | Decision::Node(NodeDecision::Error(_)) => 7,
-        };
-        b.decisions[kind].fetch_add(1, Ordering::Relaxed);
+        b.decisions[decision.name_index()].fetch_add(1, Ordering::Relaxed);
         if let Some(error) = decision.error_cause() {
             let counter = match error.kind {
                 ErrorKind::Timeout => &b.timeouts,
@@ -95,7 +73,7 @@ impl Counters {
                 )
             })
             .collect();
-        let decisions: serde_json::Map<String, Value> = DECISION_NAMES
+        let decisions: serde_json::Map<String, Value> = Decision::NAMES
             .iter()
             .enumerate()
             .map(|(i, name)| (name.to_string(), sum(&|b| &b.decisions[i]).into()))

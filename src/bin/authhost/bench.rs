@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use authhost::{Callback, Host, Outcome};
+use authhost::{Callback, Decision, Host, Outcome};
 use clap::Args;
 use serde_json::json;
 
@@ -54,20 +54,9 @@ impl BenchArgs {
     }
 }
 
-const DECISIONS: [&str; 8] = [
-    "user_id",
-    "new_user",
-    "not_authorized",
-    "primary",
-    "secondary",
-    "async",
-    "unauthorized",
-    "error",
-];
-
 struct Tally {
     latencies_ns: Vec<AtomicU64>,
-    decisions: [AtomicU64; 8],
+    decisions: [AtomicU64; Decision::NAMES.len()],
     first_error: std::sync::Mutex<Option<String>>,
 }
 
@@ -76,11 +65,7 @@ impl Tally {
     fn record(&self, index: u64, outcome: &Outcome, latency: Duration) {
         let ns = u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX);
         self.latencies_ns[index as usize].store(ns, Ordering::Relaxed);
-        let kind = DECISIONS
-            .iter()
-            .position(|d| *d == outcome.decision.name())
-            .unwrap_or(7);
-        self.decisions[kind].fetch_add(1, Ordering::Relaxed);
+        self.decisions[outcome.decision.name_index()].fetch_add(1, Ordering::Relaxed);
         if let Some(error) = outcome.decision.error_cause() {
             let mut first = self.first_error.lock().unwrap_or_else(|e| e.into_inner());
             first.get_or_insert_with(|| error.message.clone());
@@ -133,7 +118,7 @@ pub fn run(host: &Host, args: &BenchArgs) -> anyhow::Result<()> {
         let i = ((latencies.len() as f64 - 1.0) * p).round() as usize;
         latencies[i] as f64 / 1000.0
     };
-    let decisions: serde_json::Map<String, serde_json::Value> = DECISIONS
+    let decisions: serde_json::Map<String, serde_json::Value> = Decision::NAMES
         .iter()
         .zip(&tally.decisions)
         .filter(|(_, n)| n.load(Ordering::Relaxed) > 0)
