@@ -37,11 +37,18 @@ struct Service {
 }
 
 impl Service {
-    /// Starts `authhost serve --listen LISTEN` on `plugins` and waits until it listens.
+    /// Starts `authhost serve --listen LISTEN --no-watch` on `plugins` and waits until it
+    /// listens.
     fn start(plugins: &Path, listen: &str, extra: &[&str]) -> Service {
+        Service::start_watching(plugins, listen, &[&["--no-watch"], extra].concat())
+    }
+
+    /// Starts `authhost serve --listen LISTEN` on `plugins`, watching them unless `extra`
+    /// says `--no-watch`, and waits until it listens.
+    fn start_watching(plugins: &Path, listen: &str, extra: &[&str]) -> Service {
         let mut child = Command::new(env!("CARGO_BIN_EXE_authhost"))
             .arg("serve")
-            .args(["--listen", listen, "--no-watch", "--db", ":memory:"])
+            .args(["--listen", listen, "--db", ":memory:"])
             .args(["--workers", "2", "--timeout-ms", "30000"])
             .arg("--plugins")
             .arg(plugins)
@@ -722,6 +729,30 @@ fn sighup_reloads_the_plugins() {
         std::thread::sleep(Duration::from_millis(20));
     }
     service.signal(libc::SIGTERM);
+    assert!(service.wait().success());
+}
+
+#[test]
+fn serve_watches_the_plugins_by_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugin = dir.path().join("policy.lua");
+    std::fs::copy(policy("version1.lua"), &plugin).unwrap();
+    let mut service = Service::start_watching(&plugin, "stdio", &[]);
+    let mut conn = service.stdio();
+    assert_eq!(result(&conn.call("user_login", login(0)))["code"], 1);
+    // No signal and no reload request: saving the file is enough.
+    std::fs::copy(policy("version2.lua"), &plugin).unwrap();
+    let deadline = Instant::now() + PATIENCE;
+    while result(&conn.call("user_login", login(0)))["code"] != 2 {
+        assert!(Instant::now() < deadline, "the saved file did not go live");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let status = conn.call("status", Value::Null);
+    assert!(
+        result(&status)["generation"].as_u64().unwrap() >= 2,
+        "{status}"
+    );
+    conn.close_input();
     assert!(service.wait().success());
 }
 
