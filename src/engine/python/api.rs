@@ -2,8 +2,7 @@
 //!
 //! The module is built in Rust once per process and registered in `sys.modules`, so
 //! `import authhost` works in plugins and in their helper modules alike. Each part of it is
-//! added by one `add_*` function: the database and password helpers slot in beside
-//! [`add_log`] without touching the rest.
+//! added by one `add_*` function: [`add_log`], `add_db` (in `db`), [`add_passwords`].
 //!
 //! One module serves every plugin, so a log line is tagged with the plugin that is running on
 //! the calling thread: the engine enters a [`PluginScope`] around each top-level run,
@@ -13,10 +12,12 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
+use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyString, PyTuple};
+use pyo3::types::{PyByteArray, PyBytes, PyString, PyTuple};
 
 use crate::script_api::log::{self, Level};
+use crate::script_api::password;
 
 pyo3::create_exception!(
     authhost,
@@ -71,10 +72,14 @@ pub(super) fn module(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
     let module = PyModule::new(py, "authhost")?;
     module.add(
         "__doc__",
-        "The host's API for policies: authhost.log.info/warn/error (tagged with the plugin's file).",
+        "The host's API for policies: authhost.log.info/warn/error (tagged with the plugin's file), \
+         authhost.db (the application database), authhost.hash_password and \
+         authhost.verify_password.",
     )?;
     module.add("PolicyTimeout", py.get_type::<PolicyTimeout>())?;
     add_log(py, &module)?;
+    super::db::add_db(py, &module)?;
+    add_passwords(&module)?;
     Ok(module)
 }
 
@@ -94,6 +99,65 @@ fn add_log(py: Python<'_>, authhost: &Bound<'_, PyModule>) -> PyResult<()> {
         .getattr("modules")?
         .set_item("authhost.log", &log)?;
     Ok(())
+}
+
+/// Adds `authhost.hash_password` and `authhost.verify_password`.
+fn add_passwords(authhost: &Bound<'_, PyModule>) -> PyResult<()> {
+    authhost.add_function(pyo3::wrap_pyfunction!(hash_password, authhost)?)?;
+    authhost.add_function(pyo3::wrap_pyfunction!(verify_password, authhost)?)?;
+    Ok(())
+}
+
+/// authhost.hash_password(password): an argon2id hash of `password` (str or bytes) in PHC
+/// string form (m=19456 KiB, t=2, p=1, random salt).
+///
+/// Hashing runs with the GIL released, so other workers run Python meanwhile.
+#[pyfunction]
+fn hash_password(py: Python<'_>, password: &Bound<'_, PyAny>) -> PyResult<String> {
+    let password = text_or_bytes(password, "hash_password", "the password")?;
+    py.detach(|| password::hash_password(&password))
+        .map_err(|e| PyValueError::new_err(format!("authhost.hash_password: {e}")))
+}
+
+/// authhost.verify_password(hash, password): whether `password` matches `hash`, an argon2
+/// (`$argon2id$…`) or bcrypt (`$2b$…`, `$2a$…`, `$2y$…`) hash, compared in constant time.
+/// A malformed hash raises `ValueError`, never returns False.
+///
+/// Verifying runs with the GIL released, so other workers run Python meanwhile.
+#[pyfunction]
+fn verify_password(
+    py: Python<'_>,
+    hash: &Bound<'_, PyAny>,
+    password: &Bound<'_, PyAny>,
+) -> PyResult<bool> {
+    let hash = text_or_bytes(hash, "verify_password", "the hash")?;
+    let password = text_or_bytes(password, "verify_password", "the password")?;
+    let hash = String::from_utf8(hash).map_err(|_| {
+        PyValueError::new_err("authhost.verify_password: malformed password hash: not UTF-8")
+    })?;
+    py.detach(|| password::verify_password(&hash, &password))
+        .map_err(|e| PyValueError::new_err(format!("authhost.verify_password: {e}")))
+}
+
+/// A `str` (as UTF-8) or bytes-like argument's bytes; anything else is a `TypeError` naming
+/// `what`.
+fn text_or_bytes(value: &Bound<'_, PyAny>, function: &str, what: &str) -> PyResult<Vec<u8>> {
+    if let Ok(text) = value.cast::<PyString>() {
+        return Ok(text.to_str()?.as_bytes().to_vec());
+    }
+    if let Ok(bytes) = value.cast::<PyBytes>() {
+        return Ok(bytes.as_bytes().to_vec());
+    }
+    if let Ok(bytes) = value.cast::<PyByteArray>() {
+        return Ok(bytes.to_vec());
+    }
+    let type_name = value
+        .get_type()
+        .name()
+        .map_or_else(|_| "object".to_string(), |n| n.to_string());
+    Err(PyTypeError::new_err(format!(
+        "authhost.{function}: {what} must be a str or bytes, got {type_name}"
+    )))
 }
 
 /// Writes the arguments, `str()`-ed and space-separated as `print` does, to the host's log.

@@ -17,6 +17,7 @@ use crate::decision::Callback;
 use crate::engine::PluginSource;
 use crate::error::Error;
 use crate::host::Config;
+use crate::script_api::db::{Database, RequestScope};
 use crate::script_api::log::{self, Level};
 
 /// One loaded plugin file.
@@ -78,6 +79,7 @@ pub(super) fn load(
         target: Target::current_thread(),
         config,
         own: &own,
+        db: Database::for_config(config),
     };
     let files = sources
         .iter()
@@ -92,6 +94,8 @@ struct Loading<'a, 'py> {
     target: Arc<Target>,
     config: &'a Config,
     own: &'a OwnCode,
+    /// The loading thread's connection: the top level and `setup()` may use `authhost.db`.
+    db: Database,
 }
 
 impl<'py> Loading<'_, 'py> {
@@ -193,9 +197,13 @@ impl<'py> Loading<'_, 'py> {
         run: impl FnOnce() -> PyResult<()>,
     ) -> Result<(), Error> {
         let deadline = Instant::now() + self.config.timeout;
+        // authhost.db works here, within the deadline; a transaction left open is rolled
+        // back when the scope ends.
+        let request = RequestScope::enter(&self.db, deadline);
         let running = Running::begin(self.py, &self.target, load_ticket(), Some(deadline));
         let result = run();
         let interrupted = running.end();
+        drop(request);
         result.map_err(|error| self.load_error(source, &error, interrupted))
     }
 

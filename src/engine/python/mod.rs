@@ -8,12 +8,16 @@
 //!   whole life, and holds the GIL only while a callback runs.
 //! - **Deadlines** (`interrupt`): a call past its deadline gets an exception raised into
 //!   it at its next bytecode; it cannot leak into the next call.
-//! - **The `authhost` module and output** (`api`): `authhost.log`, and `print()` /
-//!   `sys.stdout` / `sys.stderr` into the host's log.
+//! - **The `authhost` module and output** (`api`): `authhost.log`, the password helpers
+//!   (hashing releases the GIL, so password checks run on every core at once), and `print()`
+//!   / `sys.stdout` / `sys.stderr` into the host's log.
+//! - **The database** (`db`): `authhost.db` over the worker's own connection, with the GIL
+//!   released around every SQLite call.
 //!
 //! Python plugins are trusted code: nothing here is a sandbox.
 
 mod api;
+mod db;
 mod interpreter;
 mod interrupt;
 mod load;
@@ -37,6 +41,7 @@ use crate::decision::{Callback, DecisionError, ErrorKind, ScriptValue};
 use crate::engine::{Call, Engine, Instance, Interrupt, Language, PluginSource, Prepared};
 use crate::error::Error;
 use crate::host::Config;
+use crate::script_api::db::Database;
 use crate::script_api::log::{self, Level};
 
 /// Runs `.py` plugins in the process's CPython interpreter.
@@ -118,6 +123,7 @@ impl Prepared for PreparedPython {
             interrupt: Arc::new(TargetInterrupt(target.clone())),
             target,
             timeout: config.timeout,
+            _db: Database::for_config(config),
         }))
     }
 }
@@ -130,6 +136,9 @@ struct PythonInstance {
     target: Arc<Target>,
     interrupt: Arc<dyn Interrupt>,
     timeout: Duration,
+    /// This thread's database connection, kept open across generations while the worker
+    /// has an instance; `authhost.db` reaches it through the request's scope.
+    _db: Database,
 }
 
 impl Instance for PythonInstance {

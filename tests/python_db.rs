@@ -1,0 +1,539 @@
+//! `authhost.db` and the password functions from Python, through real policies
+//! (tests/policies/python_db/) and the real binary: persistence across processes, duplicates,
+//! wrong passwords, injection, imported bcrypt hashes, concurrent writers, rollback of
+//! half-done work, value mapping, `:memory:` shared by workers, deadlines inside SQLite, and
+//! the Python example policy.
+#![cfg(feature = "python")]
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use authhost::{ErrorKind, Host, NodeDecision, Outcome, UserDecision};
+use serde_json::{json, Value};
+
+/// Generous: these machines are shared and argon2id takes tens of milliseconds per hash.
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+fn policy(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/policies/python_db")
+        .join(name)
+}
+
+fn host(plugins: &str, db: impl Into<PathBuf>, workers: usize) -> Host {
+    Host::builder()
+        .plugins(policy(plugins))
+        .db(db)
+        .workers(workers)
+        .timeout(TIMEOUT)
+        .build()
+        .unwrap_or_else(|e| panic!("{plugins} does not load: {e}"))
+}
+
+fn user(outcome: &Outcome) -> UserDecision {
+    outcome
+        .user()
+        .unwrap_or_else(|| panic!("a user decision, got {outcome:?}"))
+        .clone()
+}
+
+fn node(outcome: &Outcome) -> NodeDecision {
+    outcome
+        .node()
+        .unwrap_or_else(|| panic!("a node decision, got {outcome:?}"))
+        .clone()
+}
+
+fn error_message(outcome: &Outcome, kind: ErrorKind) -> String {
+    let error = outcome
+        .decision
+        .error_cause()
+        .unwrap_or_else(|| panic!("expected an error, got {outcome:?}"));
+    assert_eq!(error.kind, kind, "{}", error.message);
+    error.message.clone()
+}
+
+fn credentials(name: &str, password: &str) -> String {
+    json!({ "name": name, "password": password }).to_string()
+}
+
+const NODE: &str = r#"{"public_key":"pk-test"}"#;
+
+/// Runs the real binary's `call` on the `users` policy and returns its one JSON line.
+fn call_binary(db: &Path, args: &[&str]) -> Value {
+    let output = Command::new(env!("CARGO_BIN_EXE_authhost"))
+        .arg("call")
+        .args(args)
+        .arg("--plugins")
+        .arg(policy("users"))
+        .arg("--db")
+        .arg(db)
+        .arg("--timeout-ms")
+        .arg(TIMEOUT.as_millis().to_string())
+        .output()
+        .expect("running authhost");
+    assert!(output.status.success(), "{output:?}");
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{e}: {output:?}"))
+}
+
+#[test]
+fn signup_then_login_in_another_process_against_the_same_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("app.db");
+    let signup = call_binary(
+        &db,
+        &["user_signup", &credentials("alice", "s3cret-pw"), NODE],
+    );
+    assert_eq!(signup["decision"], "user_id", "{signup}");
+    assert!(
+        signup["plugin"].as_str().unwrap().ends_with("users.py"),
+        "{signup}"
+    );
+    let id = signup["code"].as_i64().unwrap();
+    assert!(id >= 1, "{signup}");
+
+    let login = call_binary(
+        &db,
+        &["user_login", &credentials("alice", "s3cret-pw"), NODE],
+    );
+    assert_eq!(login["decision"], "user_id", "{login}");
+    assert_eq!(login["code"], id, "{login}");
+
+    let wrong = call_binary(
+        &db,
+        &["user_login", &credentials("alice", "s3cret-PW"), NODE],
+    );
+    assert_eq!(wrong["decision"], "not_authorized", "{wrong}");
+
+    // What the policy stored is an argon2id hash with OWASP's minimum parameters, and the
+    // audit row written in the same transaction.
+    let connection = rusqlite::Connection::open(&db).unwrap();
+    let hash: String = connection
+        .query_row("SELECT password_hash FROM users WHERE id = ?", [id], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert!(
+        hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+        "{hash}"
+    );
+    let node: String = connection
+        .query_row("SELECT node FROM signups WHERE user_id = ?", [id], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(node, "pk-test");
+}
+
+#[test]
+fn a_duplicate_signup_is_refused_and_adds_no_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("app.db");
+    let host = host("users", &db, 2);
+    let first = user(&host.user_signup(credentials("bob", "first-password"), NODE));
+    assert!(matches!(first, UserDecision::UserId(_)), "{first:?}");
+    let again = host.user_signup(credentials("bob", "other-password"), NODE);
+    assert_eq!(user(&again), UserDecision::NotAuthorized);
+    // The first password still works; the second was never stored.
+    assert_eq!(
+        user(&host.user_login(credentials("bob", "first-password"), NODE)),
+        first
+    );
+    assert_eq!(
+        user(&host.user_login(credentials("bob", "other-password"), NODE)),
+        UserDecision::NotAuthorized
+    );
+    host.shutdown();
+    let connection = rusqlite::Connection::open(&db).unwrap();
+    let rows: i64 = connection
+        .query_row("SELECT count(*) FROM users WHERE name = 'bob'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(rows, 1);
+}
+
+#[test]
+fn wrong_passwords_and_unknown_users_are_refused() {
+    let host = host("users", ":memory:", 1);
+    let id = user(&host.user_signup(credentials("carol", "correct horse"), NODE));
+    assert!(matches!(id, UserDecision::UserId(_)), "{id:?}");
+    for (name, password) in [
+        ("carol", "correct hors"),
+        ("carol", ""),
+        ("carol", "Correct horse"),
+        ("nobody", "correct horse"),
+    ] {
+        let outcome = host.user_login(credentials(name, password), NODE);
+        assert_eq!(
+            user(&outcome),
+            UserDecision::NotAuthorized,
+            "{name}/{password}"
+        );
+    }
+    assert_eq!(
+        user(&host.user_login(credentials("carol", "correct horse"), NODE)),
+        id
+    );
+}
+
+#[test]
+fn sql_injection_in_the_login_name_stays_inert() {
+    let host = host("users", ":memory:", 1);
+    let id = user(&host.user_signup(credentials("dave", "dave-password"), NODE));
+    for name in [
+        "dave' OR '1'='1",
+        "' OR 1=1 --",
+        "dave'; DROP TABLE users; --",
+        "x\" OR \"\"=\"",
+    ] {
+        let outcome = host.user_login(credentials(name, "dave-password"), NODE);
+        assert_eq!(user(&outcome), UserDecision::NotAuthorized, "{name}");
+    }
+    // The table is still there and so is dave.
+    assert_eq!(
+        user(&host.user_login(credentials("dave", "dave-password"), NODE)),
+        id
+    );
+    // A name made of SQL signs up like any other, literally, and logs in as itself.
+    let odd_name = "'); DELETE FROM users; --";
+    let odd = user(&host.user_signup(credentials(odd_name, "pw-odd-name"), NODE));
+    assert!(matches!(odd, UserDecision::UserId(_)), "{odd:?}");
+    assert_ne!(odd, id);
+    assert_eq!(
+        user(&host.user_login(credentials(odd_name, "pw-odd-name"), NODE)),
+        odd
+    );
+    assert_eq!(
+        user(&host.user_login(credentials("dave", "dave-password"), NODE)),
+        id
+    );
+}
+
+#[test]
+fn bcrypt_hashes_from_other_implementations_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("app.db");
+    let host = host("users", &db, 1); // setup() creates the tables
+                                      // Users imported from another system: jBCrypt's published test vectors ($2a$), and
+                                      // hashes made by libxcrypt's crypt(3) ($2b$, $2y$) for "correct horse" (as tests/db.rs).
+    let imported = [
+        (
+            "a-user",
+            "a",
+            "$2a$06$m0CrhHm10qJ3lXRY.5zDGO3rS2KdeeWLuGmsfGlMfOxih58VYVfxe",
+        ),
+        (
+            "abc-user",
+            "abc",
+            "$2a$06$If6bvum7DFjUnE9p2uDeDu0YHzrHM6tf.iqN8.yx.jNN1ILEf7h0i",
+        ),
+        (
+            "b-user",
+            "correct horse",
+            "$2b$10$abcdefghijklmnopqrstuu23JPZtHcGhwXSF41f93o/7vBdDut3Xu",
+        ),
+        (
+            "y-user",
+            "correct horse",
+            "$2y$10$abcdefghijklmnopqrstuu23JPZtHcGhwXSF41f93o/7vBdDut3Xu",
+        ),
+    ];
+    let connection = rusqlite::Connection::open(&db).unwrap();
+    let mut ids = Vec::new();
+    for (name, _, hash) in imported {
+        connection
+            .execute(
+                "INSERT INTO users (name, password_hash) VALUES (?, ?)",
+                [name, hash],
+            )
+            .unwrap();
+        ids.push(connection.last_insert_rowid());
+    }
+    for ((name, password, _), id) in imported.iter().zip(ids) {
+        let outcome = host.user_login(credentials(name, password), NODE);
+        assert_eq!(user(&outcome), UserDecision::UserId(id), "{name}");
+        let wrong = host.user_login(credentials(name, "not it"), NODE);
+        assert_eq!(user(&wrong), UserDecision::NotAuthorized, "{name}");
+    }
+    // A corrupt hash is an exception that says so, not a quiet "wrong password".
+    connection
+        .execute(
+            "INSERT INTO users (name, password_hash) VALUES ('broken', '$2b$10$oops')",
+            [],
+        )
+        .unwrap();
+    let broken = host.user_login(credentials("broken", "pw"), NODE);
+    let message = error_message(&broken, ErrorKind::Raised);
+    assert!(message.contains("ValueError"), "{message}");
+    assert!(message.contains("malformed password hash"), "{message}");
+    assert!(message.contains("users.py:"), "{message}");
+}
+
+#[test]
+fn concurrent_signups_from_many_workers_lose_no_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("app.db");
+    let host = host("users", &db, 4);
+    const SIGNUPS: usize = 48;
+    let (sender, receiver) = mpsc::channel();
+    for n in 0..SIGNUPS {
+        let sender = sender.clone();
+        host.user_signup_async(
+            credentials(&format!("user{n}"), "pw-concurrent"),
+            NODE,
+            move |o| {
+                let _ = sender.send((n, o));
+            },
+        );
+    }
+    let mut ids = HashSet::new();
+    for _ in 0..SIGNUPS {
+        let (n, outcome) = receiver
+            .recv_timeout(TIMEOUT * 2)
+            .expect("every signup answers");
+        match user(&outcome) {
+            UserDecision::UserId(id) => assert!(ids.insert(id), "user{n} got a duplicate id {id}"),
+            other => panic!("user{n}: {other:?} {:?}", outcome.decision.error_cause()),
+        }
+    }
+    host.shutdown();
+    let connection = rusqlite::Connection::open(&db).unwrap();
+    let mut statement = connection.prepare("SELECT id, name FROM users").unwrap();
+    let stored: Vec<(i64, String)> = statement
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(stored.len(), SIGNUPS);
+    assert_eq!(
+        stored.iter().map(|(id, _)| *id).collect::<HashSet<_>>(),
+        ids
+    );
+    let names: HashSet<String> = stored.into_iter().map(|(_, name)| name).collect();
+    assert_eq!(names, (0..SIGNUPS).map(|n| format!("user{n}")).collect());
+    let audit: i64 = connection
+        .query_row("SELECT count(DISTINCT user_id) FROM signups", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(audit, SIGNUPS as i64);
+}
+
+#[test]
+fn an_exception_mid_transaction_leaves_no_partial_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("app.db");
+    // One worker: the later requests run on the very connection the failures used.
+    let host = host("partial", &db, 1);
+
+    let failed = host.user_signup("item", "n");
+    let message = error_message(&failed, ErrorKind::Raised);
+    assert!(
+        message.contains("RuntimeError: failed after two inserts"),
+        "{message}"
+    );
+    assert!(message.contains("partial.py:"), "{message}");
+    assert_eq!(
+        node(&host.new_node("")),
+        NodeDecision::Primary,
+        "no item may remain"
+    );
+
+    // A transaction opened by hand with a bare BEGIN and abandoned, by an exception or by a
+    // plain return: rolled back before the next request.
+    let failed = host.user_login("by-hand", "fail");
+    let message = error_message(&failed, ErrorKind::Raised);
+    assert!(message.contains("hand-made transaction"), "{message}");
+    assert_eq!(
+        node(&host.new_node("")),
+        NodeDecision::Primary,
+        "no item may remain"
+    );
+    let returned = host.user_login("by-hand", "ok");
+    assert_eq!(user(&returned), UserDecision::UserId(1));
+    assert_eq!(
+        node(&host.new_node("")),
+        NodeDecision::Primary,
+        "no item may remain"
+    );
+
+    host.shutdown();
+    let connection = rusqlite::Connection::open(&db).unwrap();
+    let rows: i64 = connection
+        .query_row("SELECT count(*) FROM items", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(rows, 0);
+}
+
+#[test]
+fn values_map_between_sql_and_python() {
+    let host = host("types", ":memory:", 1);
+    let outcome = host.new_node("");
+    assert_eq!(
+        node(&outcome),
+        NodeDecision::Primary,
+        "{:?}",
+        outcome.decision.error_cause()
+    );
+}
+
+#[test]
+fn memory_database_is_shared_by_all_workers() {
+    let host = host("handoff", ":memory:", 2);
+    // One worker writes "a" and then stays busy until "b" appears; only the other worker can
+    // read "a" and write "b", so the hold ends only if the two share one database.
+    let (sender, receiver) = mpsc::channel();
+    host.new_node_async(r#"{"op":"hold","name":"a","until":"b"}"#, move |o| {
+        let _ = sender.send(o);
+    });
+    let mut seen = false;
+    for _ in 0..100_000 {
+        if node(&host.new_node(r#"{"op":"read","name":"a"}"#)) == NodeDecision::Secondary {
+            seen = true;
+            break;
+        }
+        assert!(
+            receiver.try_recv().is_err(),
+            "the hold ended before its mark was read"
+        );
+    }
+    assert!(seen, "the other worker never saw the mark");
+    assert_eq!(
+        node(&host.new_node(r#"{"op":"write","name":"b"}"#)),
+        NodeDecision::Primary
+    );
+    let held = receiver.recv_timeout(TIMEOUT * 2).expect("the hold ends");
+    assert_eq!(node(&held), NodeDecision::Primary, "{held:?}");
+}
+
+#[test]
+fn sql_errors_are_exceptions_that_name_the_problem() {
+    let host = host("errors", ":memory:", 1);
+    let outcome = host.user_login("missing-table", "x");
+    let message = error_message(&outcome, ErrorKind::Raised);
+    assert!(message.contains("authhost.db.Error"), "{message}");
+    assert!(
+        message.contains("no such table: no_such_table"),
+        "{message}"
+    );
+    assert!(message.contains("errors.py:"), "{message}");
+    // A policy can catch them.
+    assert_eq!(
+        user(&host.user_login("caught", "x")),
+        UserDecision::UserId(7)
+    );
+    // A thread the policy starts has no database of its own to use.
+    assert_eq!(
+        user(&host.user_login("other-thread", "x")),
+        UserDecision::UserId(8)
+    );
+}
+
+#[test]
+fn a_query_past_the_deadline_is_stopped_even_under_except_exception() {
+    let host = Host::builder()
+        .plugins(policy("errors"))
+        .db(":memory:")
+        .workers(1)
+        .timeout(Duration::from_millis(1000))
+        .build()
+        .unwrap();
+    let outcome = host.user_login("slow", "x");
+    error_message(&outcome, ErrorKind::Timeout);
+    // The worker and its connection serve the next request.
+    assert_eq!(
+        user(&host.user_login("caught", "x")),
+        UserDecision::UserId(7)
+    );
+}
+
+#[test]
+fn a_failing_setup_is_a_load_error_naming_the_sql_problem() {
+    let error = Host::builder()
+        .plugins(policy("bad_setup"))
+        .db(":memory:")
+        .workers(1)
+        .build()
+        .err()
+        .expect("the set must not load");
+    let message = error.to_string();
+    assert!(message.contains("bad_setup.py"), "{message}");
+    assert!(message.contains("SQL error"), "{message}");
+    assert!(message.contains("CREATE TABLE broken"), "{message}");
+}
+
+#[test]
+fn the_python_example_policy_signs_up_logs_in_and_admits_nodes() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = Host::builder()
+        .plugins(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/plugins/python_db"))
+        .db(dir.path().join("authhost.db"))
+        .workers(2)
+        .timeout(TIMEOUT)
+        .build()
+        .unwrap();
+    let office = r#"{"public_key":"pk-office","address":"10.0.0.7"}"#;
+    assert_eq!(node(&host.new_node(office)), NodeDecision::Primary);
+    assert_eq!(
+        node(&host.new_node(r#"{"public_key":"pk-laptop"}"#)),
+        NodeDecision::Secondary
+    );
+    assert_eq!(
+        node(&host.new_node(r#"{"public_key":"pk-backup"}"#)),
+        NodeDecision::Async
+    );
+    assert_eq!(
+        node(&host.new_node(r#"{"public_key":"pk-stolen"}"#)),
+        NodeDecision::Unauthorized
+    );
+    assert_eq!(node(&host.new_node("not json")), NodeDecision::Unauthorized);
+    // alice is seeded by setup().
+    let alice = host.user_login(credentials("alice", "wonderland"), office);
+    assert_eq!(user(&alice), UserDecision::UserId(1));
+    let erin = user(&host.user_signup(credentials("erin", "erin-password"), office));
+    assert_eq!(erin, UserDecision::UserId(2));
+    assert_eq!(
+        user(&host.user_signup(credentials("erin", "erin-password"), office)),
+        UserDecision::NotAuthorized
+    );
+    // Names and passwords that break the rules.
+    for (name, password) in [("bad name!", "long-enough"), ("frank", "short")] {
+        assert_eq!(
+            user(&host.user_signup(credentials(name, password), office)),
+            UserDecision::NotAuthorized,
+            "{name}"
+        );
+    }
+    assert_eq!(
+        user(&host.user_login(credentials("erin", "erin-password"), office)),
+        erin
+    );
+    assert_eq!(
+        user(&host.user_login(credentials("erin", "wrong-password"), office)),
+        UserDecision::NotAuthorized
+    );
+    assert_eq!(
+        user(&host.user_login(credentials("nobody", "erin-password"), office)),
+        UserDecision::NotAuthorized
+    );
+    // Only through an allowed node.
+    let elsewhere = r#"{"public_key":"pk-stolen"}"#;
+    assert_eq!(
+        user(&host.user_login(credentials("erin", "erin-password"), elsewhere)),
+        UserDecision::NotAuthorized
+    );
+    // Reloading runs setup() again and changes nothing.
+    host.reload().unwrap();
+    assert_eq!(
+        user(&host.user_login(credentials("alice", "wonderland"), office)),
+        UserDecision::UserId(1)
+    );
+    assert_eq!(
+        user(&host.user_login(credentials("erin", "erin-password"), office)),
+        erin
+    );
+}
