@@ -319,9 +319,18 @@ struct Worker {
 impl Worker {
     fn run(&mut self) {
         loop {
-            let job = match self.shared.receiver.recv() {
+            let message = match self.shared.receiver.try_recv() {
+                Ok(message) => Ok(message),
+                Err(_) => {
+                    // Nothing queued: let go of what the instances hold between calls before
+                    // sleeping on the queue.
+                    self.idle_instances();
+                    self.shared.receiver.recv()
+                }
+            };
+            let job = match message {
                 Ok(Message::Job(job)) => job,
-                Ok(Message::Stop) | Err(_) => return,
+                Ok(Message::Stop) | Err(_) => return self.idle_instances(),
             };
             let served = catch_unwind(AssertUnwindSafe(|| self.serve(job)));
             if let Err(panic) = served {
@@ -341,6 +350,12 @@ impl Worker {
                 spawn_worker(&self.shared, self.index);
                 return;
             }
+        }
+    }
+
+    fn idle_instances(&mut self) {
+        for instance in self.state.iter_mut().flat_map(|s| s.instances.iter_mut()) {
+            instance.idle();
         }
     }
 
@@ -377,6 +392,11 @@ impl Worker {
         };
         self.tickets += 1;
         let ticket = self.tickets;
+        for (index, other) in state.instances.iter_mut().enumerate() {
+            if index != route.engine {
+                other.idle();
+            }
+        }
         let instance = &mut state.instances[route.engine];
         *self.shared.running[self.index]
             .lock()

@@ -130,6 +130,12 @@ pub trait Instance {
     fn interrupter(&self) -> Option<Arc<dyn Interrupt>> {
         None
     }
+
+    /// The worker has no more work for this instance right now: it is about to wait for the
+    /// queue, or to run another engine's call. An engine that holds on to something between
+    /// consecutive calls (Python keeps the GIL across a run of Python calls, so that two
+    /// workers do not hand it back and forth on every request) lets go of it here.
+    fn idle(&mut self) {}
 }
 
 /// Stops a running call from another thread (the pool's watchdog).

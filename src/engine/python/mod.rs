@@ -26,7 +26,7 @@ mod traceback;
 
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyFloat, PyInt, PyString};
@@ -124,6 +124,7 @@ impl Prepared for PreparedPython {
             target,
             timeout: config.timeout,
             _db: Database::for_config(config),
+            held: None,
         }))
     }
 }
@@ -139,15 +140,73 @@ struct PythonInstance {
     /// This thread's database connection, kept open across generations while the worker
     /// has an instance; `authhost.db` reaches it through the request's scope.
     _db: Database,
+    /// The GIL, while this worker keeps it across a run of Python calls.
+    held: Option<HeldGil>,
+}
+
+/// The GIL kept between consecutive calls of one worker. With several workers busy on Python
+/// policies, taking and dropping it per call makes them hand it over on every request (a
+/// futex wake and a context switch each time), which made two workers slower than one. A
+/// worker keeps it while it has Python work queued, and drops it when it runs out of work,
+/// turns to another engine, or has kept it for a short while, so no other worker waits long.
+struct HeldGil {
+    state: pyo3::ffi::PyGILState_STATE,
+    since: Instant,
+    calls: u32,
+}
+
+/// A worker drops the GIL after this many calls in a row …
+const KEEP_GIL_CALLS: u32 = 64;
+/// … or after keeping it this long, whichever comes first.
+const KEEP_GIL_FOR: Duration = Duration::from_micros(200);
+
+impl PythonInstance {
+    fn keep_gil(&mut self) {
+        if self.held.is_none() {
+            // SAFETY: the interpreter is initialized (this instance exists), and this worker
+            // thread has its own thread state (`thread`); the state is released by
+            // `let_go_of_gil` on the same thread.
+            let state = unsafe { pyo3::ffi::PyGILState_Ensure() };
+            self.held = Some(HeldGil {
+                state,
+                since: Instant::now(),
+                calls: 0,
+            });
+        }
+    }
+
+    fn let_go_of_gil(&mut self) {
+        if let Some(held) = self.held.take() {
+            // SAFETY: pairs with the `PyGILState_Ensure` of `keep_gil`, on the same thread.
+            unsafe { pyo3::ffi::PyGILState_Release(held.state) };
+        }
+    }
+
+    /// Counts one call made with the GIL kept, and drops it when it has been kept enough.
+    fn after_call(&mut self) {
+        if let Some(held) = &mut self.held {
+            held.calls += 1;
+            if held.calls >= KEEP_GIL_CALLS || held.since.elapsed() >= KEEP_GIL_FOR {
+                self.let_go_of_gil();
+            }
+        }
+    }
+}
+
+impl Drop for PythonInstance {
+    fn drop(&mut self) {
+        self.let_go_of_gil();
+    }
 }
 
 impl Instance for PythonInstance {
     fn call(&mut self, call: Call<'_>) -> Result<ScriptValue, DecisionError> {
+        self.keep_gil();
         let function = self.plugins.files[call.plugin].callbacks[call.callback.index()]
             .as_ref()
             .expect("the set routes a callback only to a plugin that defines it");
-        // Re-attaches on this thread's own thread state: this takes the GIL, nothing more.
-        Python::attach(|py| {
+        // Re-attaches on this thread's own thread state; the GIL is already this thread's.
+        let answer = Python::attach(|py| {
             let _scope = PluginScope::enter(self.tags[call.plugin].clone());
             let running = Running::begin(py, &self.target, call.ticket, None);
             let returned = match call.args {
@@ -160,11 +219,17 @@ impl Instance for PythonInstance {
                 Ok(value) => Ok(script_value(value.bind(py))),
                 Err(error) => Err(self.call_error(py, call, &error, interrupted)),
             }
-        })
+        });
+        self.after_call();
+        answer
     }
 
     fn interrupter(&self) -> Option<Arc<dyn Interrupt>> {
         Some(self.interrupt.clone())
+    }
+
+    fn idle(&mut self) {
+        self.let_go_of_gil();
     }
 }
 
