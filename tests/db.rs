@@ -3,70 +3,25 @@
 //! imported bcrypt hashes, concurrent writers, rollback of half-done work, `:memory:` shared
 //! by workers, deadlines inside SQLite.
 
+mod db_support;
+
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use authhost::{ErrorKind, Host, NodeDecision, Outcome, UserDecision};
-use serde_json::{json, Value};
+/// This file's policies.
+const POLICIES: Policies = Policies("db");
 
-/// Generous: these machines are shared and argon2id takes tens of milliseconds per hash.
-const TIMEOUT: Duration = Duration::from_secs(60);
+use db_support::{credentials, node, user, Policies, NODE, TIMEOUT};
 
-fn policy(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/policies/db")
-        .join(name)
-}
-
-fn host(plugins: &str, db: impl Into<PathBuf>, workers: usize) -> Host {
-    Host::builder()
-        .plugins(policy(plugins))
-        .db(db)
-        .workers(workers)
-        .timeout(TIMEOUT)
-        .build()
-        .unwrap_or_else(|e| panic!("{plugins} does not load: {e}"))
-}
-
-fn user(outcome: &Outcome) -> UserDecision {
-    outcome.user().expect("a user decision").clone()
-}
-
-fn node(outcome: &Outcome) -> NodeDecision {
-    outcome.node().expect("a node decision").clone()
-}
-
-fn credentials(name: &str, password: &str) -> String {
-    json!({ "name": name, "password": password }).to_string()
-}
-
-const NODE: &str = r#"{"public_key":"pk-test"}"#;
-
-/// Runs the real binary's `call` and returns its one JSON line.
-fn call_binary(db: &Path, args: &[&str]) -> Value {
-    let output = Command::new(env!("CARGO_BIN_EXE_authhost"))
-        .arg("call")
-        .args(args)
-        .arg("--plugins")
-        .arg(policy("users"))
-        .arg("--db")
-        .arg(db)
-        .arg("--timeout-ms")
-        .arg(TIMEOUT.as_millis().to_string())
-        .output()
-        .expect("running authhost");
-    assert!(output.status.success(), "{output:?}");
-    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{e}: {output:?}"))
-}
+use authhost::{ErrorKind, Host, NodeDecision, UserDecision};
 
 #[test]
 fn signup_then_login_in_another_process_against_the_same_file() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("app.db");
-    let signup = call_binary(
+    let signup = POLICIES.call_binary(
         &db,
         &["user_signup", &credentials("alice", "s3cret-pw"), NODE],
     );
@@ -74,14 +29,14 @@ fn signup_then_login_in_another_process_against_the_same_file() {
     let id = signup["code"].as_i64().unwrap();
     assert!(id >= 1, "{signup}");
 
-    let login = call_binary(
+    let login = POLICIES.call_binary(
         &db,
         &["user_login", &credentials("alice", "s3cret-pw"), NODE],
     );
     assert_eq!(login["decision"], "user_id", "{login}");
     assert_eq!(login["code"], id, "{login}");
 
-    let wrong = call_binary(
+    let wrong = POLICIES.call_binary(
         &db,
         &["user_login", &credentials("alice", "s3cret-PW"), NODE],
     );
@@ -105,36 +60,8 @@ fn signup_then_login_in_another_process_against_the_same_file() {
 }
 
 #[test]
-fn a_duplicate_signup_is_refused_and_adds_no_row() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("app.db");
-    let host = host("users", &db, 2);
-    let first = user(&host.user_signup(credentials("bob", "first-password"), NODE));
-    assert!(matches!(first, UserDecision::UserId(_)), "{first:?}");
-    let again = host.user_signup(credentials("bob", "other-password"), NODE);
-    assert_eq!(user(&again), UserDecision::NotAuthorized);
-    // The first password still works; the second was never stored.
-    assert_eq!(
-        user(&host.user_login(credentials("bob", "first-password"), NODE)),
-        first
-    );
-    assert_eq!(
-        user(&host.user_login(credentials("bob", "other-password"), NODE)),
-        UserDecision::NotAuthorized
-    );
-    host.shutdown();
-    let connection = rusqlite::Connection::open(&db).unwrap();
-    let rows: i64 = connection
-        .query_row("SELECT count(*) FROM users WHERE name = 'bob'", [], |r| {
-            r.get(0)
-        })
-        .unwrap();
-    assert_eq!(rows, 1);
-}
-
-#[test]
 fn wrong_passwords_and_unknown_users_are_refused() {
-    let host = host("users", ":memory:", 1);
+    let host = POLICIES.host("users", ":memory:", 1);
     let id = user(&host.user_signup(credentials("carol", "correct horse"), NODE));
     assert!(matches!(id, UserDecision::UserId(_)), "{id:?}");
     for (name, password) in [
@@ -157,7 +84,7 @@ fn wrong_passwords_and_unknown_users_are_refused() {
 
 #[test]
 fn sql_injection_in_the_login_name_stays_inert() {
-    let host = host("users", ":memory:", 1);
+    let host = POLICIES.host("users", ":memory:", 1);
     let id = user(&host.user_signup(credentials("dave", "dave-password"), NODE));
     for name in [
         "dave' OR '1'='1",
@@ -189,9 +116,9 @@ fn sql_injection_in_the_login_name_stays_inert() {
 fn bcrypt_hashes_from_other_implementations_verify() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("app.db");
-    let host = host("users", &db, 1); // setup() creates the tables
-                                      // Users imported from another system. jBCrypt's published test vectors ($2a$), and
-                                      // hashes made by libxcrypt's crypt(3) ($2b$, $2y$) for "correct horse".
+    let host = POLICIES.host("users", &db, 1); // setup() creates the tables
+                                               // Users imported from another system. jBCrypt's published test vectors ($2a$), and
+                                               // hashes made by libxcrypt's crypt(3) ($2b$, $2y$) for "correct horse".
     let imported = [
         (
             "a-user",
@@ -251,7 +178,7 @@ fn bcrypt_hashes_from_other_implementations_verify() {
 fn concurrent_signups_from_many_workers_lose_no_row() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("app.db");
-    let host = host("users", &db, 4);
+    let host = POLICIES.host("users", &db, 4);
     const SIGNUPS: usize = 48;
     let (sender, receiver) = mpsc::channel();
     for n in 0..SIGNUPS {
@@ -300,7 +227,7 @@ fn an_error_mid_transaction_leaves_no_partial_rows() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("app.db");
     // One worker: the later requests run on the very connection the failures used.
-    let host = host("partial", &db, 1);
+    let host = POLICIES.host("partial", &db, 1);
 
     let failed = host.user_signup("item", "n");
     let error = failed.decision.error_cause().expect("an error");
@@ -349,38 +276,9 @@ fn an_error_mid_transaction_leaves_no_partial_rows() {
 }
 
 #[test]
-fn memory_database_is_shared_by_all_workers() {
-    let host = host("handoff", ":memory:", 2);
-    // One worker writes "a" and then stays busy until "b" appears; only the other worker can
-    // read "a" and write "b", so the hold ends only if the two share one database.
-    let (sender, receiver) = mpsc::channel();
-    host.new_node_async(r#"{"op":"hold","name":"a","until":"b"}"#, move |o| {
-        let _ = sender.send(o);
-    });
-    let mut seen = false;
-    for _ in 0..100_000 {
-        if node(&host.new_node(r#"{"op":"read","name":"a"}"#)) == NodeDecision::Secondary {
-            seen = true;
-            break;
-        }
-        assert!(
-            receiver.try_recv().is_err(),
-            "the hold ended before its mark was read"
-        );
-    }
-    assert!(seen, "the other worker never saw the mark");
-    assert_eq!(
-        node(&host.new_node(r#"{"op":"write","name":"b"}"#)),
-        NodeDecision::Primary
-    );
-    let held = receiver.recv_timeout(TIMEOUT * 2).expect("the hold ends");
-    assert_eq!(node(&held), NodeDecision::Primary, "{held:?}");
-}
-
-#[test]
 fn a_query_past_the_deadline_is_stopped_even_under_pcall() {
     let host = Host::builder()
-        .plugins(policy("slow"))
+        .plugins(POLICIES.policy("slow"))
         .db(":memory:")
         .workers(1)
         .timeout(Duration::from_millis(300))
@@ -397,7 +295,7 @@ fn a_query_past_the_deadline_is_stopped_even_under_pcall() {
 
 #[test]
 fn sql_errors_are_script_errors_that_name_the_problem() {
-    let host = host("slow", ":memory:", 1);
+    let host = POLICIES.host("slow", ":memory:", 1);
     let outcome = host.user_login("x", "y");
     let error = outcome.decision.error_cause().expect("an error");
     assert_eq!(error.kind, ErrorKind::Raised);
@@ -411,7 +309,7 @@ fn sql_errors_are_script_errors_that_name_the_problem() {
 
 #[test]
 fn values_map_between_sql_and_lua() {
-    let host = host("types", ":memory:", 1);
+    let host = POLICIES.host("types", ":memory:", 1);
     let outcome = host.new_node("");
     assert_eq!(
         node(&outcome),
@@ -424,7 +322,7 @@ fn values_map_between_sql_and_lua() {
 #[test]
 fn a_failing_setup_is_a_load_error_naming_the_sql_problem() {
     let error = Host::builder()
-        .plugins(policy("bad_setup"))
+        .plugins(POLICIES.policy("bad_setup"))
         .db(":memory:")
         .workers(1)
         .build()
@@ -490,7 +388,7 @@ fn the_example_policy_signs_up_logs_in_and_admits_nodes() {
 #[test]
 fn rows_and_decoded_json_count_against_the_lua_memory_limit() {
     let host = Host::builder()
-        .plugins(policy("memory"))
+        .plugins(POLICIES.policy("memory"))
         .db(":memory:")
         .workers(1)
         .timeout(TIMEOUT)
@@ -508,4 +406,14 @@ fn rows_and_decoded_json_count_against_the_lua_memory_limit() {
             "after {what}"
         );
     }
+}
+
+#[test]
+fn a_duplicate_signup_is_refused_and_adds_no_row() {
+    db_support::a_duplicate_signup_is_refused_and_adds_no_row(POLICIES);
+}
+
+#[test]
+fn memory_database_is_shared_by_all_workers() {
+    db_support::memory_database_is_shared_by_all_workers(POLICIES);
 }

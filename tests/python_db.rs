@@ -5,47 +5,19 @@
 //! the Python example policy.
 #![cfg(feature = "python")]
 
+mod db_support;
+
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::sync::mpsc;
 use std::time::Duration;
 
+/// This file's policies.
+const POLICIES: Policies = Policies("python_db");
+
+use db_support::{credentials, node, user, Policies, NODE, TIMEOUT};
+
 use authhost::{ErrorKind, Host, NodeDecision, Outcome, UserDecision};
-use serde_json::{json, Value};
-
-/// Generous: these machines are shared and argon2id takes tens of milliseconds per hash.
-const TIMEOUT: Duration = Duration::from_secs(60);
-
-fn policy(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/policies/python_db")
-        .join(name)
-}
-
-fn host(plugins: &str, db: impl Into<PathBuf>, workers: usize) -> Host {
-    Host::builder()
-        .plugins(policy(plugins))
-        .db(db)
-        .workers(workers)
-        .timeout(TIMEOUT)
-        .build()
-        .unwrap_or_else(|e| panic!("{plugins} does not load: {e}"))
-}
-
-fn user(outcome: &Outcome) -> UserDecision {
-    outcome
-        .user()
-        .unwrap_or_else(|| panic!("a user decision, got {outcome:?}"))
-        .clone()
-}
-
-fn node(outcome: &Outcome) -> NodeDecision {
-    outcome
-        .node()
-        .unwrap_or_else(|| panic!("a node decision, got {outcome:?}"))
-        .clone()
-}
 
 fn error_message(outcome: &Outcome, kind: ErrorKind) -> String {
     let error = outcome
@@ -56,34 +28,11 @@ fn error_message(outcome: &Outcome, kind: ErrorKind) -> String {
     error.message.clone()
 }
 
-fn credentials(name: &str, password: &str) -> String {
-    json!({ "name": name, "password": password }).to_string()
-}
-
-const NODE: &str = r#"{"public_key":"pk-test"}"#;
-
-/// Runs the real binary's `call` on the `users` policy and returns its one JSON line.
-fn call_binary(db: &Path, args: &[&str]) -> Value {
-    let output = Command::new(env!("CARGO_BIN_EXE_authhost"))
-        .arg("call")
-        .args(args)
-        .arg("--plugins")
-        .arg(policy("users"))
-        .arg("--db")
-        .arg(db)
-        .arg("--timeout-ms")
-        .arg(TIMEOUT.as_millis().to_string())
-        .output()
-        .expect("running authhost");
-    assert!(output.status.success(), "{output:?}");
-    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{e}: {output:?}"))
-}
-
 #[test]
 fn signup_then_login_in_another_process_against_the_same_file() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("app.db");
-    let signup = call_binary(
+    let signup = POLICIES.call_binary(
         &db,
         &["user_signup", &credentials("alice", "s3cret-pw"), NODE],
     );
@@ -95,14 +44,14 @@ fn signup_then_login_in_another_process_against_the_same_file() {
     let id = signup["code"].as_i64().unwrap();
     assert!(id >= 1, "{signup}");
 
-    let login = call_binary(
+    let login = POLICIES.call_binary(
         &db,
         &["user_login", &credentials("alice", "s3cret-pw"), NODE],
     );
     assert_eq!(login["decision"], "user_id", "{login}");
     assert_eq!(login["code"], id, "{login}");
 
-    let wrong = call_binary(
+    let wrong = POLICIES.call_binary(
         &db,
         &["user_login", &credentials("alice", "s3cret-PW"), NODE],
     );
@@ -129,36 +78,8 @@ fn signup_then_login_in_another_process_against_the_same_file() {
 }
 
 #[test]
-fn a_duplicate_signup_is_refused_and_adds_no_row() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("app.db");
-    let host = host("users", &db, 2);
-    let first = user(&host.user_signup(credentials("bob", "first-password"), NODE));
-    assert!(matches!(first, UserDecision::UserId(_)), "{first:?}");
-    let again = host.user_signup(credentials("bob", "other-password"), NODE);
-    assert_eq!(user(&again), UserDecision::NotAuthorized);
-    // The first password still works; the second was never stored.
-    assert_eq!(
-        user(&host.user_login(credentials("bob", "first-password"), NODE)),
-        first
-    );
-    assert_eq!(
-        user(&host.user_login(credentials("bob", "other-password"), NODE)),
-        UserDecision::NotAuthorized
-    );
-    host.shutdown();
-    let connection = rusqlite::Connection::open(&db).unwrap();
-    let rows: i64 = connection
-        .query_row("SELECT count(*) FROM users WHERE name = 'bob'", [], |r| {
-            r.get(0)
-        })
-        .unwrap();
-    assert_eq!(rows, 1);
-}
-
-#[test]
 fn wrong_passwords_and_unknown_users_are_refused() {
-    let host = host("users", ":memory:", 1);
+    let host = POLICIES.host("users", ":memory:", 1);
     let id = user(&host.user_signup(credentials("carol", "correct horse"), NODE));
     assert!(matches!(id, UserDecision::UserId(_)), "{id:?}");
     for (name, password) in [
@@ -182,7 +103,7 @@ fn wrong_passwords_and_unknown_users_are_refused() {
 
 #[test]
 fn sql_injection_in_the_login_name_stays_inert() {
-    let host = host("users", ":memory:", 1);
+    let host = POLICIES.host("users", ":memory:", 1);
     let id = user(&host.user_signup(credentials("dave", "dave-password"), NODE));
     for name in [
         "dave' OR '1'='1",
@@ -217,9 +138,9 @@ fn sql_injection_in_the_login_name_stays_inert() {
 fn bcrypt_hashes_from_other_implementations_verify() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("app.db");
-    let host = host("users", &db, 1); // setup() creates the tables
-                                      // Users imported from another system: jBCrypt's published test vectors ($2a$), and
-                                      // hashes made by libxcrypt's crypt(3) ($2b$, $2y$) for "correct horse" (as tests/db.rs).
+    let host = POLICIES.host("users", &db, 1); // setup() creates the tables
+                                               // Users imported from another system: jBCrypt's published test vectors ($2a$), and
+                                               // hashes made by libxcrypt's crypt(3) ($2b$, $2y$) for "correct horse" (as tests/db.rs).
     let imported = [
         (
             "a-user",
@@ -277,7 +198,7 @@ fn bcrypt_hashes_from_other_implementations_verify() {
 fn concurrent_signups_from_many_workers_lose_no_row() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("app.db");
-    let host = host("users", &db, 4);
+    let host = POLICIES.host("users", &db, 4);
     const SIGNUPS: usize = 48;
     let (sender, receiver) = mpsc::channel();
     for n in 0..SIGNUPS {
@@ -328,7 +249,7 @@ fn an_exception_mid_transaction_leaves_no_partial_rows() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("app.db");
     // One worker: the later requests run on the very connection the failures used.
-    let host = host("partial", &db, 1);
+    let host = POLICIES.host("partial", &db, 1);
 
     let failed = host.user_signup("item", "n");
     let message = error_message(&failed, ErrorKind::Raised);
@@ -371,7 +292,7 @@ fn an_exception_mid_transaction_leaves_no_partial_rows() {
 
 #[test]
 fn values_map_between_sql_and_python() {
-    let host = host("types", ":memory:", 1);
+    let host = POLICIES.host("types", ":memory:", 1);
     let outcome = host.new_node("");
     assert_eq!(
         node(&outcome),
@@ -382,37 +303,8 @@ fn values_map_between_sql_and_python() {
 }
 
 #[test]
-fn memory_database_is_shared_by_all_workers() {
-    let host = host("handoff", ":memory:", 2);
-    // One worker writes "a" and then stays busy until "b" appears; only the other worker can
-    // read "a" and write "b", so the hold ends only if the two share one database.
-    let (sender, receiver) = mpsc::channel();
-    host.new_node_async(r#"{"op":"hold","name":"a","until":"b"}"#, move |o| {
-        let _ = sender.send(o);
-    });
-    let mut seen = false;
-    for _ in 0..100_000 {
-        if node(&host.new_node(r#"{"op":"read","name":"a"}"#)) == NodeDecision::Secondary {
-            seen = true;
-            break;
-        }
-        assert!(
-            receiver.try_recv().is_err(),
-            "the hold ended before its mark was read"
-        );
-    }
-    assert!(seen, "the other worker never saw the mark");
-    assert_eq!(
-        node(&host.new_node(r#"{"op":"write","name":"b"}"#)),
-        NodeDecision::Primary
-    );
-    let held = receiver.recv_timeout(TIMEOUT * 2).expect("the hold ends");
-    assert_eq!(node(&held), NodeDecision::Primary, "{held:?}");
-}
-
-#[test]
 fn sql_errors_are_exceptions_that_name_the_problem() {
-    let host = host("errors", ":memory:", 1);
+    let host = POLICIES.host("errors", ":memory:", 1);
     let outcome = host.user_login("missing-table", "x");
     let message = error_message(&outcome, ErrorKind::Raised);
     assert!(message.contains("authhost.db.Error"), "{message}");
@@ -436,7 +328,7 @@ fn sql_errors_are_exceptions_that_name_the_problem() {
 #[test]
 fn a_query_past_the_deadline_is_stopped_even_under_except_exception() {
     let host = Host::builder()
-        .plugins(policy("errors"))
+        .plugins(POLICIES.policy("errors"))
         .db(":memory:")
         .workers(1)
         .timeout(Duration::from_millis(1000))
@@ -454,7 +346,7 @@ fn a_query_past_the_deadline_is_stopped_even_under_except_exception() {
 #[test]
 fn a_failing_setup_is_a_load_error_naming_the_sql_problem() {
     let error = Host::builder()
-        .plugins(policy("bad_setup"))
+        .plugins(POLICIES.policy("bad_setup"))
         .db(":memory:")
         .workers(1)
         .build()
@@ -536,4 +428,14 @@ fn the_python_example_policy_signs_up_logs_in_and_admits_nodes() {
         user(&host.user_login(credentials("erin", "erin-password"), office)),
         erin
     );
+}
+
+#[test]
+fn a_duplicate_signup_is_refused_and_adds_no_row() {
+    db_support::a_duplicate_signup_is_refused_and_adds_no_row(POLICIES);
+}
+
+#[test]
+fn memory_database_is_shared_by_all_workers() {
+    db_support::memory_database_is_shared_by_all_workers(POLICIES);
 }
