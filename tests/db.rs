@@ -60,121 +60,6 @@ fn signup_then_login_in_another_process_against_the_same_file() {
 }
 
 #[test]
-fn wrong_passwords_and_unknown_users_are_refused() {
-    let host = POLICIES.host("users", ":memory:", 1);
-    let id = user(&host.user_signup(credentials("carol", "correct horse"), NODE));
-    assert!(matches!(id, UserDecision::UserId(_)), "{id:?}");
-    for (name, password) in [
-        ("carol", "correct hors"),
-        ("carol", ""),
-        ("nobody", "correct horse"),
-    ] {
-        let outcome = host.user_login(credentials(name, password), NODE);
-        assert_eq!(
-            user(&outcome),
-            UserDecision::NotAuthorized,
-            "{name}/{password}"
-        );
-    }
-    assert_eq!(
-        user(&host.user_login(credentials("carol", "correct horse"), NODE)),
-        id
-    );
-}
-
-#[test]
-fn sql_injection_in_the_login_name_stays_inert() {
-    let host = POLICIES.host("users", ":memory:", 1);
-    let id = user(&host.user_signup(credentials("dave", "dave-password"), NODE));
-    for name in [
-        "dave' OR '1'='1",
-        "' OR 1=1 --",
-        "dave'; DROP TABLE users; --",
-        "x\" OR \"\"=\"",
-    ] {
-        let outcome = host.user_login(credentials(name, "dave-password"), NODE);
-        assert_eq!(user(&outcome), UserDecision::NotAuthorized, "{name}");
-    }
-    // The table is still there and so is dave.
-    assert_eq!(
-        user(&host.user_login(credentials("dave", "dave-password"), NODE)),
-        id
-    );
-    // A name made of SQL signs up like any other, literally.
-    let odd = user(&host.user_signup(
-        credentials("'); DELETE FROM users; --", "pw-odd-name"),
-        NODE,
-    ));
-    assert!(matches!(odd, UserDecision::UserId(_)), "{odd:?}");
-    assert_eq!(
-        user(&host.user_login(credentials("dave", "dave-password"), NODE)),
-        id
-    );
-}
-
-#[test]
-fn bcrypt_hashes_from_other_implementations_verify() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("app.db");
-    let host = POLICIES.host("users", &db, 1); // setup() creates the tables
-                                               // Users imported from another system. jBCrypt's published test vectors ($2a$), and
-                                               // hashes made by libxcrypt's crypt(3) ($2b$, $2y$) for "correct horse".
-    let imported = [
-        (
-            "a-user",
-            "a",
-            "$2a$06$m0CrhHm10qJ3lXRY.5zDGO3rS2KdeeWLuGmsfGlMfOxih58VYVfxe",
-        ),
-        (
-            "abc-user",
-            "abc",
-            "$2a$06$If6bvum7DFjUnE9p2uDeDu0YHzrHM6tf.iqN8.yx.jNN1ILEf7h0i",
-        ),
-        (
-            "b-user",
-            "correct horse",
-            "$2b$10$abcdefghijklmnopqrstuu23JPZtHcGhwXSF41f93o/7vBdDut3Xu",
-        ),
-        (
-            "y-user",
-            "correct horse",
-            "$2y$10$abcdefghijklmnopqrstuu23JPZtHcGhwXSF41f93o/7vBdDut3Xu",
-        ),
-    ];
-    let connection = rusqlite::Connection::open(&db).unwrap();
-    let mut ids = Vec::new();
-    for (name, _, hash) in imported {
-        connection
-            .execute(
-                "INSERT INTO users (name, password_hash) VALUES (?, ?)",
-                [name, hash],
-            )
-            .unwrap();
-        ids.push(connection.last_insert_rowid());
-    }
-    for ((name, password, _), id) in imported.iter().zip(ids) {
-        let outcome = host.user_login(credentials(name, password), NODE);
-        assert_eq!(user(&outcome), UserDecision::UserId(id), "{name}");
-        let wrong = host.user_login(credentials(name, "not it"), NODE);
-        assert_eq!(user(&wrong), UserDecision::NotAuthorized, "{name}");
-    }
-    // A corrupt hash is an error that says so, not a quiet "wrong password".
-    connection
-        .execute(
-            "INSERT INTO users (name, password_hash) VALUES ('broken', '$2b$10$oops')",
-            [],
-        )
-        .unwrap();
-    let broken = host.user_login(credentials("broken", "pw"), NODE);
-    let error = broken.decision.error_cause().expect("an error");
-    assert!(
-        error.message.contains("malformed password hash"),
-        "{}",
-        error.message
-    );
-}
-
-#[test]
 fn concurrent_signups_from_many_workers_lose_no_row() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("app.db");
@@ -416,4 +301,26 @@ fn a_duplicate_signup_is_refused_and_adds_no_row() {
 #[test]
 fn memory_database_is_shared_by_all_workers() {
     db_support::memory_database_is_shared_by_all_workers(POLICIES);
+}
+
+#[test]
+fn wrong_passwords_and_unknown_users_are_refused() {
+    db_support::wrong_passwords_and_unknown_users_are_refused(POLICIES);
+}
+
+#[test]
+fn sql_injection_in_the_login_name_stays_inert() {
+    db_support::sql_injection_in_the_login_name_stays_inert(POLICIES);
+}
+
+#[test]
+fn bcrypt_hashes_from_other_implementations_verify() {
+    // A corrupt hash is an error that says so, not a quiet "wrong password".
+    let broken = db_support::bcrypt_hashes_from_other_implementations_verify(POLICIES);
+    let error = broken.decision.error_cause().expect("an error");
+    assert!(
+        error.message.contains("malformed password hash"),
+        "{}",
+        error.message
+    );
 }

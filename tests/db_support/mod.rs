@@ -136,3 +136,117 @@ pub fn memory_database_is_shared_by_all_workers(policies: Policies) {
     let held = receiver.recv_timeout(TIMEOUT * 2).expect("the hold ends");
     assert_eq!(node(&held), NodeDecision::Primary, "{held:?}");
 }
+
+/// Logins with a wrong password, or for a name nobody signed up with, are refused.
+pub fn wrong_passwords_and_unknown_users_are_refused(policies: Policies) {
+    let host = policies.host("users", ":memory:", 1);
+    let id = user(&host.user_signup(credentials("carol", "correct horse"), NODE));
+    assert!(matches!(id, UserDecision::UserId(_)), "{id:?}");
+    for (name, password) in [
+        ("carol", "correct hors"),
+        ("carol", ""),
+        ("carol", "Correct horse"),
+        ("nobody", "correct horse"),
+    ] {
+        let outcome = host.user_login(credentials(name, password), NODE);
+        assert_eq!(
+            user(&outcome),
+            UserDecision::NotAuthorized,
+            "{name}/{password}"
+        );
+    }
+    assert_eq!(
+        user(&host.user_login(credentials("carol", "correct horse"), NODE)),
+        id
+    );
+}
+
+/// SQL in a login or signup name is data, never a statement.
+pub fn sql_injection_in_the_login_name_stays_inert(policies: Policies) {
+    let host = policies.host("users", ":memory:", 1);
+    let id = user(&host.user_signup(credentials("dave", "dave-password"), NODE));
+    for name in [
+        "dave' OR '1'='1",
+        "' OR 1=1 --",
+        "dave'; DROP TABLE users; --",
+        "x\" OR \"\"=\"",
+    ] {
+        let outcome = host.user_login(credentials(name, "dave-password"), NODE);
+        assert_eq!(user(&outcome), UserDecision::NotAuthorized, "{name}");
+    }
+    // The table is still there and so is dave.
+    assert_eq!(
+        user(&host.user_login(credentials("dave", "dave-password"), NODE)),
+        id
+    );
+    // A name made of SQL signs up like any other, literally, and logs in as itself.
+    let odd_name = "'); DELETE FROM users; --";
+    let odd = user(&host.user_signup(credentials(odd_name, "pw-odd-name"), NODE));
+    assert!(matches!(odd, UserDecision::UserId(_)), "{odd:?}");
+    assert_ne!(odd, id);
+    assert_eq!(
+        user(&host.user_login(credentials(odd_name, "pw-odd-name"), NODE)),
+        odd
+    );
+    assert_eq!(
+        user(&host.user_login(credentials("dave", "dave-password"), NODE)),
+        id
+    );
+}
+
+/// Password hashes imported from other bcrypt implementations verify, and wrong passwords
+/// against them are refused. Then a corrupt hash is stored for the user `broken`, whose
+/// login the caller checks in its own language's terms; returns that login's outcome.
+pub fn bcrypt_hashes_from_other_implementations_verify(policies: Policies) -> Outcome {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("app.db");
+    let host = policies.host("users", &db, 1); // setup() creates the tables
+                                               // Users imported from another system: jBCrypt's published test vectors ($2a$), and
+                                               // hashes made by libxcrypt's crypt(3) ($2b$, $2y$) for "correct horse".
+    let imported = [
+        (
+            "a-user",
+            "a",
+            "$2a$06$m0CrhHm10qJ3lXRY.5zDGO3rS2KdeeWLuGmsfGlMfOxih58VYVfxe",
+        ),
+        (
+            "abc-user",
+            "abc",
+            "$2a$06$If6bvum7DFjUnE9p2uDeDu0YHzrHM6tf.iqN8.yx.jNN1ILEf7h0i",
+        ),
+        (
+            "b-user",
+            "correct horse",
+            "$2b$10$abcdefghijklmnopqrstuu23JPZtHcGhwXSF41f93o/7vBdDut3Xu",
+        ),
+        (
+            "y-user",
+            "correct horse",
+            "$2y$10$abcdefghijklmnopqrstuu23JPZtHcGhwXSF41f93o/7vBdDut3Xu",
+        ),
+    ];
+    let connection = rusqlite::Connection::open(&db).unwrap();
+    let mut ids = Vec::new();
+    for (name, _, hash) in imported {
+        connection
+            .execute(
+                "INSERT INTO users (name, password_hash) VALUES (?, ?)",
+                [name, hash],
+            )
+            .unwrap();
+        ids.push(connection.last_insert_rowid());
+    }
+    for ((name, password, _), id) in imported.iter().zip(ids) {
+        let outcome = host.user_login(credentials(name, password), NODE);
+        assert_eq!(user(&outcome), UserDecision::UserId(id), "{name}");
+        let wrong = host.user_login(credentials(name, "not it"), NODE);
+        assert_eq!(user(&wrong), UserDecision::NotAuthorized, "{name}");
+    }
+    connection
+        .execute(
+            "INSERT INTO users (name, password_hash) VALUES ('broken', '$2b$10$oops')",
+            [],
+        )
+        .unwrap();
+    host.user_login(credentials("broken", "pw"), NODE)
+}
