@@ -107,10 +107,7 @@ fn an_added_plugin_is_picked_up() {
     );
 
     plugins.install("nodes.lua", "nodes.lua");
-    let role = eventually(|| match host.new_node(NODE).node() {
-        Some(NodeDecision::Error(_)) | None => None,
-        Some(role) => Some(role.clone()),
-    });
+    let role = role_once_answered(&host, NODE);
     assert_eq!(role, Some(NodeDecision::Secondary));
 }
 

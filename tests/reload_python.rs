@@ -45,10 +45,7 @@ fn a_python_plugin_added_beside_a_lua_one_goes_live() {
     );
 
     plugins.install("py_nodes.py", "nodes.py");
-    let role = eventually(|| match host.new_node(NODE).node() {
-        Some(NodeDecision::Error(_)) | None => None,
-        Some(role) => Some(role.clone()),
-    });
+    let role = role_once_answered(&host, NODE);
     assert_eq!(role, Some(NodeDecision::Primary));
     // The Lua plugin still answers, from the same set.
     assert_eq!(user_id(&host.user_login(LOGIN, NODE)), Ok(101));

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use authhost::{Host, Outcome, UserDecision};
+use authhost::{Host, NodeDecision, Outcome, UserDecision};
 
 /// How long a test waits for a reload to show. Generous: the machine may be very busy, and
 /// the tests assert answers, never speed.
@@ -125,4 +125,13 @@ pub fn wait_for_login(host: &Host, expected: i64, allowed: &[i64]) {
         "never answered {expected}; last answer {last:?}; status {}",
         host.status().to_json()
     );
+}
+
+/// The role `host` gives to `node` once some plugin of the live set answers it (not `error`),
+/// or `None` if none does within the patience of [`eventually`].
+pub fn role_once_answered(host: &Host, node: &str) -> Option<NodeDecision> {
+    eventually(|| match host.new_node(node).node() {
+        Some(NodeDecision::Error(_)) | None => None,
+        Some(role) => Some(role.clone()),
+    })
 }
