@@ -10,7 +10,6 @@
 pub mod remote;
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use authhost::{Callback, Decision, Host, Outcome};
@@ -79,11 +78,13 @@ pub fn run(host: &Host, args: &BenchArgs) -> anyhow::Result<()> {
         .ok_or_else(|| anyhow::anyhow!("unknown callback {:?}", args.callback))?;
     let call_args = arguments(callback, &args.args)?;
     let concurrency = args.concurrency.max(1);
-    let tally = Arc::new(Tally {
+    // Leaked for the run: completions then hold a plain reference, with no reference count
+    // bouncing between the submitting thread and the workers on every request.
+    let tally: &'static Tally = Box::leak(Box::new(Tally {
         latencies_ns: (0..args.requests).map(|_| AtomicU64::new(0)).collect(),
         decisions: Default::default(),
         first_error: Default::default(),
-    });
+    }));
     let started = Instant::now();
     if args.blocking {
         blocking(
@@ -92,7 +93,7 @@ pub fn run(host: &Host, args: &BenchArgs) -> anyhow::Result<()> {
             &call_args,
             args.requests,
             concurrency,
-            &tally,
+            tally,
         );
     } else {
         pipelined(
@@ -101,7 +102,7 @@ pub fn run(host: &Host, args: &BenchArgs) -> anyhow::Result<()> {
             &call_args,
             args.requests,
             concurrency,
-            &tally,
+            tally,
         );
     }
     let seconds = started.elapsed().as_secs_f64();
@@ -171,18 +172,16 @@ fn pipelined(
     args: &[String; 2],
     requests: u64,
     window: usize,
-    tally: &Arc<Tally>,
+    tally: &'static Tally,
 ) {
     let window = window as u64;
-    let flow = Arc::new(Window {
+    let flow: &'static Window = Box::leak(Box::new(Window {
         done: AtomicU64::new(0),
         wake_at: AtomicU64::new(u64::MAX),
         submitter: std::thread::current(),
-    });
+    }));
     for index in 0..requests {
         flow.wait_below(index, window);
-        let tally = tally.clone();
-        let flow = flow.clone();
         host.call_async(callback, args.clone(), move |outcome| {
             tally.record(index, &outcome, outcome.elapsed);
             flow.one_done();
@@ -231,7 +230,7 @@ fn blocking(
     args: &[String; 2],
     requests: u64,
     threads: usize,
-    tally: &Arc<Tally>,
+    tally: &'static Tally,
 ) {
     let next = AtomicU64::new(0);
     std::thread::scope(|scope| {
