@@ -25,6 +25,8 @@
 //! # Ok::<(), authhost::Error>(())
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod cases;
 mod completion;
 pub mod decision;
