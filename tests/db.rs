@@ -206,17 +206,7 @@ fn values_map_between_sql_and_lua() {
 
 #[test]
 fn a_failing_setup_is_a_load_error_naming_the_sql_problem() {
-    let error = Host::builder()
-        .plugins(POLICIES.policy("bad_setup"))
-        .db(":memory:")
-        .workers(1)
-        .build()
-        .err()
-        .expect("the set must not load");
-    let message = error.to_string();
-    assert!(message.contains("bad_setup.lua"), "{message}");
-    assert!(message.contains("SQL error"), "{message}");
-    assert!(message.contains("CREATE TABLE broken"), "{message}");
+    db_support::a_failing_setup_is_a_load_error_naming_the_sql_problem(POLICIES, "bad_setup.lua");
 }
 
 #[test]

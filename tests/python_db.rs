@@ -228,17 +228,7 @@ fn a_query_past_the_deadline_is_stopped_even_under_except_exception() {
 
 #[test]
 fn a_failing_setup_is_a_load_error_naming_the_sql_problem() {
-    let error = Host::builder()
-        .plugins(POLICIES.policy("bad_setup"))
-        .db(":memory:")
-        .workers(1)
-        .build()
-        .err()
-        .expect("the set must not load");
-    let message = error.to_string();
-    assert!(message.contains("bad_setup.py"), "{message}");
-    assert!(message.contains("SQL error"), "{message}");
-    assert!(message.contains("CREATE TABLE broken"), "{message}");
+    db_support::a_failing_setup_is_a_load_error_naming_the_sql_problem(POLICIES, "bad_setup.py");
 }
 
 #[test]

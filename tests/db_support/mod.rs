@@ -250,3 +250,19 @@ pub fn bcrypt_hashes_from_other_implementations_verify(policies: Policies) -> Ou
         .unwrap();
     host.user_login(credentials("broken", "pw"), NODE)
 }
+
+/// A `setup()` whose SQL fails makes the set fail to load, naming the file (`bad_setup`
+/// policy, whose file is `file`) and the SQL problem.
+pub fn a_failing_setup_is_a_load_error_naming_the_sql_problem(policies: Policies, file: &str) {
+    let error = Host::builder()
+        .plugins(policies.policy("bad_setup"))
+        .db(":memory:")
+        .workers(1)
+        .build()
+        .err()
+        .expect("the set must not load");
+    let message = error.to_string();
+    assert!(message.contains(file), "{message}");
+    assert!(message.contains("SQL error"), "{message}");
+    assert!(message.contains("CREATE TABLE broken"), "{message}");
+}
