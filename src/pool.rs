@@ -322,8 +322,8 @@ impl Worker {
             let message = match self.shared.receiver.try_recv() {
                 Ok(message) => Ok(message),
                 Err(_) => {
-                    // Nothing queued: let go of what the instances hold between calls before
-                    // sleeping on the queue.
+                    // Nothing queued: let go of what the instances and the database hold
+                    // between calls before sleeping on the queue.
                     self.idle_instances();
                     self.shared.receiver.recv()
                 }
@@ -354,6 +354,7 @@ impl Worker {
     }
 
     fn idle_instances(&mut self) {
+        self.db.release_snapshot();
         for instance in self.state.iter_mut().flat_map(|s| s.instances.iter_mut()) {
             instance.idle();
         }
@@ -406,8 +407,9 @@ impl Worker {
             completion,
             interrupt: instance.interrupter(),
         });
-        // The scope gives SQLite the deadline and rolls back a transaction the call left open.
-        let request = RequestScope::enter(&self.db, deadline);
+        // The scope gives SQLite the deadline and rolls back a transaction the call left open;
+        // its read snapshot may serve the next requests (released in `idle_instances`).
+        let request = RequestScope::enter_worker(&self.db, deadline);
         let returned = instance.call(Call {
             callback,
             plugin: route.plugin,

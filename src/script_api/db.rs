@@ -59,6 +59,10 @@ use rusqlite::{Connection, ErrorCode, ToSql};
 
 use crate::host::Config;
 
+mod snapshot;
+
+use snapshot::{Ended, Reader, Statement};
+
 /// SQLite VM instructions between two deadline checks of the progress handler: a check reads
 /// the clock, so this keeps its cost negligible while stopping a query within microseconds.
 const PROGRESS_OPS: i32 = 1000;
@@ -289,6 +293,8 @@ struct Handle {
     connection: RefCell<Option<Connection>>,
     /// Open [`Database::begin`] levels: 0 none, 1 the transaction, more are savepoints.
     depth: Cell<u32>,
+    /// The read snapshot kept between a worker's requests (see [`snapshot`]).
+    reader: RefCell<Reader>,
 }
 
 thread_local! {
@@ -317,6 +323,7 @@ impl Database {
                     path: config.db.clone(),
                     connection: RefCell::new(None),
                     depth: Cell::new(0),
+                    reader: RefCell::new(Reader::default()),
                 });
                 handles.push(Rc::downgrade(&handle));
                 handle
@@ -367,11 +374,26 @@ impl Database {
         columns: impl FnOnce(&[&str]),
         mut row: impl FnMut(&Row<'_>) -> Result<(), E>,
     ) -> Result<(), E> {
-        self.with_connection(|connection| {
+        let kind = Statement::of(sql);
+        self.with_connection(kind, |connection| {
             let mut statement = connection
                 .prepare_cached(sql)
                 .map_err(|e| sql_error(e, sql))?;
             check_parameter_count(statement.parameter_count(), params.len(), sql)?;
+            if kind == Statement::PlainSelect {
+                // Checked on the prepared statement too: a SELECT that could write does not
+                // share a snapshot.
+                let kind = if statement.readonly() {
+                    kind
+                } else {
+                    Statement::Other
+                };
+                self.handle
+                    .reader
+                    .borrow_mut()
+                    .before_statement(connection, kind)
+                    .map_err(|e| sql_error(e, sql))?;
+            }
             {
                 // Few columns: names on the stack, no allocation per query.
                 let mut names: [&str; 8] = [""; 8];
@@ -409,7 +431,7 @@ impl Database {
     ///
     /// As [`Database::query`].
     pub fn exec(&self, sql: &str, params: &[Value]) -> Result<u64, DbError> {
-        self.with_connection(|connection| {
+        self.with_connection(Statement::of(sql).not_shared(), |connection| {
             let before = connection.total_changes();
             if params.is_empty() {
                 connection
@@ -444,11 +466,43 @@ impl Database {
         }
     }
 
-    /// Whether a transaction is open on this thread's connection.
+    /// Whether a transaction is open on this thread's connection (the read snapshot a
+    /// worker keeps between requests does not count: it is not the script's).
     pub fn in_transaction(&self) -> bool {
         match self.handle.connection.try_borrow().as_deref() {
-            Ok(Some(connection)) => !connection.is_autocommit(),
+            Ok(Some(connection)) => {
+                !connection.is_autocommit() && !self.handle.reader.borrow().holds_snapshot()
+            }
             _ => false,
+        }
+    }
+
+    /// Ends the read snapshot this thread's connection keeps between a worker's requests, if
+    /// any. A pool worker calls this before it waits for work, so that an idle worker never
+    /// holds back a checkpoint.
+    pub fn release_snapshot(&self) {
+        self.settle_snapshot(false);
+    }
+
+    /// After a request: ends the snapshot, or when it may outlive the request, ends it only
+    /// if it is old.
+    fn settle_snapshot(&self, keep: bool) {
+        let Ok(mut slot) = self.handle.connection.try_borrow_mut() else {
+            return;
+        };
+        let Some(connection) = slot.as_ref() else {
+            return;
+        };
+        let mut reader = self.handle.reader.borrow_mut();
+        let ended = if keep {
+            reader.end_if_old(connection)
+        } else {
+            reader.end(connection, Ended::Unchanged)
+        };
+        if let Err(e) = ended {
+            log::error!("ending a read snapshot failed: {e}; reopening the connection");
+            reader.forget();
+            slot.take();
         }
     }
 
@@ -469,7 +523,7 @@ impl Database {
             0 => "BEGIN IMMEDIATE".to_string(),
             n => format!("SAVEPOINT authhost_{n}"),
         };
-        self.with_connection(|connection| {
+        self.with_connection(Statement::Other, |connection| {
             connection
                 .execute_batch(&sql)
                 .map_err(|e| sql_error(e, &sql))
@@ -490,7 +544,7 @@ impl Database {
             1 => "COMMIT".to_string(),
             n => format!("RELEASE authhost_{}", n - 1),
         };
-        self.with_connection(|connection| {
+        self.with_connection(Statement::Other, |connection| {
             connection
                 .execute_batch(&sql)
                 .map_err(|e| sql_error(e, &sql))
@@ -518,7 +572,7 @@ impl Database {
             n => format!("ROLLBACK TO authhost_{0}; RELEASE authhost_{0}", n - 1),
         };
         without_deadline(|| {
-            self.with_connection(|connection| {
+            self.with_connection(Statement::Other, |connection| {
                 connection
                     .execute_batch(&sql)
                     .map_err(|e| sql_error(e, &sql))
@@ -554,15 +608,17 @@ impl Database {
         }
     }
 
-    /// Rolls back whatever transaction is still open, as at the end of a request.
-    fn end_request(&self) {
+    /// Rolls back whatever transaction is still open, as at the end of a request, and ends
+    /// the read snapshot unless the request lets it be kept (and it is not old).
+    fn end_request(&self, keep_snapshot: bool) {
         let depth = self.handle.depth.replace(0);
         if !self.in_transaction() {
+            self.settle_snapshot(keep_snapshot);
             return;
         }
         log::warn!("a transaction was left open by the request (depth {depth}); rolling it back");
         let rolled_back = without_deadline(|| {
-            self.with_connection(|connection| {
+            self.with_connection(Statement::Other, |connection| {
                 connection
                     .execute_batch("ROLLBACK")
                     .map_err(|e| sql_error(e, "ROLLBACK"))
@@ -575,6 +631,7 @@ impl Database {
                 "rolling back a transaction left open failed: {e}; reopening the connection"
             );
             self.handle.connection.borrow_mut().take();
+            self.handle.reader.borrow_mut().forget();
         }
     }
 
@@ -595,9 +652,12 @@ impl Database {
         Ok(())
     }
 
-    /// Runs `f` with this thread's connection, opening it first if needed.
+    /// Runs `f` with this thread's connection, opening it first if needed. Unless `kind` is
+    /// a plain `SELECT` (which `f` settles itself, once prepared), the read snapshot ends
+    /// first.
     fn with_connection<T, E: From<DbError>>(
         &self,
+        kind: Statement,
         f: impl FnOnce(&Connection) -> Result<T, E>,
     ) -> Result<T, E> {
         // A binding that ran script code while a statement was open could come back here.
@@ -607,9 +667,18 @@ impl Database {
             )
         })?;
         if slot.is_none() {
+            self.handle.reader.borrow_mut().forget();
             *slot = Some(self.open()?);
         }
-        f(slot.as_ref().expect("opened above"))
+        let connection = slot.as_ref().expect("opened above");
+        if kind != Statement::PlainSelect {
+            self.handle
+                .reader
+                .borrow_mut()
+                .before_statement(connection, kind)
+                .map_err(|e| sql_error(e, "COMMIT"))?;
+        }
+        f(connection)
     }
 
     fn open(&self) -> Result<Connection, DbError> {
@@ -666,24 +735,44 @@ pub struct RequestScope {
     database: Database,
     previous_deadline: Option<Instant>,
     previous_current: Option<Database>,
+    keep_snapshot: bool,
+    previous_keep: bool,
 }
 
 impl RequestScope {
-    /// Enters a request on `database` that must end by `deadline`.
+    /// Enters a request on `database` that must end by `deadline`. Its reads run in their
+    /// own transactions.
     pub fn enter(database: &Database, deadline: Instant) -> RequestScope {
+        RequestScope::begin(database, deadline, false)
+    }
+
+    /// Enters a pool worker's request: as [`RequestScope::enter`], but the read snapshot its
+    /// `SELECT`s run in may be kept for the worker's next requests, for as long as the
+    /// database has not changed (see the `snapshot` module). The worker must call
+    /// [`Database::release_snapshot`] before it waits for work.
+    pub fn enter_worker(database: &Database, deadline: Instant) -> RequestScope {
+        RequestScope::begin(database, deadline, true)
+    }
+
+    fn begin(database: &Database, deadline: Instant, keep_snapshot: bool) -> RequestScope {
         let previous_deadline = DEADLINE.with(|d| d.replace(Some(deadline)));
         let previous_current = CURRENT.with(|c| c.replace(Some(database.clone())));
+        let previous_keep =
+            std::mem::replace(&mut database.handle.reader.borrow_mut().keep, keep_snapshot);
         RequestScope {
             database: database.clone(),
             previous_deadline,
             previous_current,
+            keep_snapshot,
+            previous_keep,
         }
     }
 }
 
 impl Drop for RequestScope {
     fn drop(&mut self) {
-        self.database.end_request();
+        self.database.end_request(self.keep_snapshot);
+        self.database.handle.reader.borrow_mut().keep = self.previous_keep;
         DEADLINE.with(|d| d.set(self.previous_deadline));
         let previous = self.previous_current.take();
         CURRENT.with(|c| *c.borrow_mut() = previous);
