@@ -63,6 +63,10 @@ pub enum PasswordError {
     Hashing(String),
 }
 
+mod memory;
+
+use memory::Blocks;
+
 /// Argon2 working memory kept per thread, at most this many 1 KiB blocks (64 MiB).
 const KEPT_BLOCKS: usize = 64 * 1024;
 
@@ -70,7 +74,7 @@ thread_local! {
     /// Argon2's working memory (19 MiB for new hashes), reused by each thread's hashes:
     /// allocating it afresh costs thousands of page faults per hash, about as much time as
     /// the hashing itself, and makes threads queue on the kernel's memory-map lock.
-    static BLOCKS: RefCell<Vec<Block>> = const { RefCell::new(Vec::new()) };
+    static BLOCKS: RefCell<Option<Blocks>> = const { RefCell::new(None) };
 }
 
 /// Runs argon2 with this thread's kept working memory.
@@ -82,14 +86,18 @@ fn argon2_into(
 ) -> Result<(), argon2::Error> {
     let needed = argon2.params().block_count();
     BLOCKS.with(|kept| match kept.try_borrow_mut() {
-        Ok(mut blocks) => {
-            if blocks.len() < needed {
-                blocks.resize(needed, Block::default());
+        Ok(mut kept) => {
+            if kept.as_ref().is_none_or(|blocks| blocks.len() < needed) {
+                *kept = None;
+                *kept = Blocks::new(needed);
             }
+            let Some(blocks) = kept.as_mut() else {
+                return Err(argon2::Error::MemoryTooLittle);
+            };
             let result =
-                argon2.hash_password_into_with_memory(password, salt, out, &mut blocks[..needed]);
+                argon2.hash_password_into_with_memory(password, salt, out, blocks.first(needed));
             if blocks.len() > KEPT_BLOCKS {
-                *blocks = Vec::new();
+                *kept = None;
             }
             result
         }
@@ -233,6 +241,19 @@ mod tests {
         let argon2_cffi = "$argon2id$v=19$m=19456,t=2,p=1$IL2cvlQJg7OGhMCrRY7aDQ$QcIDLBmyGuenHCYYlK/nonAghjkMcXoXOh1smSdFd6M";
         assert!(verify_password(argon2_cffi, b"pw7").unwrap());
         assert!(!verify_password(argon2_cffi, b"pw8").unwrap());
+    }
+
+    #[test]
+    fn kept_memory_gives_the_same_answers_after_larger_and_smaller_hashes() {
+        // One thread, so every hash reuses the memory the one before it left behind.
+        let large = "$argon2id$v=19$m=65536,t=2,p=1$c29tZXNhbHQ$CTFhFdXPJO1aFaMaO6Mm5c8y7cJHAph8ArZWb2GRPPc";
+        let small = "$argon2id$v=19$m=19456,t=2,p=1$IL2cvlQJg7OGhMCrRY7aDQ$QcIDLBmyGuenHCYYlK/nonAghjkMcXoXOh1smSdFd6M";
+        for (hash, password) in [(small, "pw7"), (large, "password"), (small, "pw7")] {
+            assert!(
+                verify_password(hash, password.as_bytes()).unwrap(),
+                "{hash}"
+            );
+        }
     }
 
     #[test]
