@@ -15,6 +15,8 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crossbeam_utils::CachePadded;
+
 use arc_swap::ArcSwap;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
@@ -61,7 +63,9 @@ pub(crate) struct Shared {
     pub sets: ArcSwap<PluginSet>,
     pub counters: Counters,
     receiver: Receiver<Message>,
-    running: Box<[Mutex<Option<Running>>]>,
+    /// Padded: each worker locks its own slot twice per request, and must not bounce its
+    /// neighbour's cache line while doing so.
+    running: Box<[CachePadded<Mutex<Option<Running>>>]>,
     handles: Mutex<Vec<JoinHandle<()>>>,
     live_workers: Mutex<usize>,
     workers_gone: Condvar,
@@ -89,7 +93,9 @@ impl Pool {
             sets: ArcSwap::new(set),
             counters: Counters::new(workers),
             receiver,
-            running: (0..workers).map(|_| Mutex::new(None)).collect(),
+            running: (0..workers)
+                .map(|_| CachePadded::new(Mutex::new(None)))
+                .collect(),
             handles: Mutex::new(Vec::new()),
             live_workers: Mutex::new(0),
             workers_gone: Condvar::new(),

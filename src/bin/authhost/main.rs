@@ -7,6 +7,13 @@ mod bench;
 mod serve;
 mod test_cases;
 
+/// The binary's allocator. Requests are allocated on the thread that receives them and freed
+/// on the worker that answers them; glibc's malloc sends each such free back through the
+/// allocating arena's lock, mimalloc through a lock-free list. The library leaves the
+/// allocator to the program that embeds it.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;

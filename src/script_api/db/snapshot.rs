@@ -144,6 +144,16 @@ impl Statement {
     /// Classifies `sql` (a `SELECT` behind a comment counts as `Other`: it is run without the
     /// snapshot, which is always correct).
     pub(super) fn of(sql: &str) -> Statement {
+        let start = sql.trim_start().as_bytes();
+        let select = start.len() > 6
+            && start[..6].eq_ignore_ascii_case(b"select")
+            && !start[6].is_ascii_alphanumeric()
+            && start[6] != b'_';
+        // A SELECT cannot reconfigure: the pragmas it can call as table-valued functions are
+        // only those without side effects.
+        if select {
+            return Statement::PlainSelect;
+        }
         let bytes = sql.as_bytes();
         let mentions = |word: &[u8]| {
             bytes
@@ -151,15 +161,7 @@ impl Statement {
                 .any(|w| w.eq_ignore_ascii_case(word))
         };
         if mentions(b"pragma") || mentions(b"attach") || mentions(b"detach") {
-            return Statement::MayReconfigure;
-        }
-        let start = sql.trim_start().as_bytes();
-        let select = start.len() > 6
-            && start[..6].eq_ignore_ascii_case(b"select")
-            && !start[6].is_ascii_alphanumeric()
-            && start[6] != b'_';
-        if select {
-            Statement::PlainSelect
+            Statement::MayReconfigure
         } else {
             Statement::Other
         }
@@ -181,8 +183,10 @@ struct Snapshot {
 }
 
 impl Snapshot {
+    /// Whether no commit or checkpoint happened since the snapshot began. (Its age is checked
+    /// between requests, by `end_if_old`, not on every statement.)
     fn is_latest(&self, index: &WalIndex) -> bool {
-        self.began.elapsed() < MAX_AGE && index.mark() == Some(self.mark)
+        index.mark() == Some(self.mark)
     }
 }
 
@@ -449,7 +453,12 @@ mod tests {
 
     #[test]
     fn only_plain_selects_may_share_a_snapshot() {
-        let plain = ["SELECT id FROM users", "  select\n* from t", "SELECT(1)"];
+        let plain = [
+            "SELECT id FROM users",
+            "  select\n* from t",
+            "SELECT(1)",
+            "SELECT * FROM pragma_table_info('t')",
+        ];
         for sql in plain {
             assert_eq!(Statement::of(sql), Statement::PlainSelect, "{sql}");
         }
@@ -458,6 +467,7 @@ mod tests {
             "select",
             "select_x()",
             "WITH x AS (SELECT 1) SELECT * FROM x",
+            "VALUES (1)",
             "-- comment\nSELECT 1",
             "INSERT INTO t SELECT 1",
             "BEGIN",
@@ -467,7 +477,7 @@ mod tests {
         }
         let reconfiguring = [
             "PRAGMA journal_mode = DELETE",
-            "SELECT * FROM pragma_table_info('t')",
+            "WITH x AS (SELECT 1) SELECT * FROM pragma_table_info('t')",
             "ATTACH 'x.db' AS x",
             "detach x",
         ];
