@@ -338,6 +338,19 @@ impl Database {
         CURRENT.with(|current| current.borrow().clone())
     }
 
+    /// Whether `sql` is a plain `SELECT` on a connection known to be in WAL mode: it only
+    /// reads and (but for WAL recovery) waits for no lock, so a binding may run it without
+    /// letting other threads in first. Python keeps the GIL for it: handing the GIL to
+    /// another worker and back costs more than an indexed lookup.
+    pub fn reads_without_waiting(&self, sql: &str) -> bool {
+        Statement::of(sql) == Statement::PlainSelect
+            && self
+                .handle
+                .reader
+                .try_borrow()
+                .is_ok_and(|reader| reader.in_wal_mode())
+    }
+
     /// Runs `sql` with `params` bound and returns every row.
     ///
     /// # Failure

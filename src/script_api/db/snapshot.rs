@@ -44,6 +44,11 @@ pub(super) struct Reader {
 }
 
 impl Reader {
+    /// Whether the connection was last seen in WAL mode, sharing its wal-index.
+    pub(super) fn in_wal_mode(&self) -> bool {
+        matches!(self.index, Some(Some(_)))
+    }
+
     /// Whether a snapshot is open: the connection is then in a read transaction of ours.
     pub(super) fn holds_snapshot(&self) -> bool {
         self.snapshot.is_some()
