@@ -53,22 +53,48 @@ impl BenchArgs {
     }
 }
 
+/// Every request's answer, one word each: the decision's index in [`Decision::NAMES`]
+/// (plus one, so that 0 is "unanswered") in the top byte, the latency in nanoseconds below.
+/// One plain store per answer: counters shared by the workers would bounce between their
+/// cores on every answer and measure the harness rather than the host.
 struct Tally {
-    latencies_ns: Vec<AtomicU64>,
-    decisions: [AtomicU64; Decision::NAMES.len()],
+    answers: Vec<AtomicU64>,
     first_error: std::sync::Mutex<Option<String>>,
 }
 
+/// Bits of an answer word that hold the latency (about 2.3 years in nanoseconds).
+const LATENCY_BITS: u32 = 56;
+
 impl Tally {
-    /// Counts one answer that took `latency` to reach its caller.
+    /// Records the answer to request `index`, which took `latency` to reach its caller.
     fn record(&self, index: u64, outcome: &Outcome, latency: Duration) {
-        let ns = u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX);
-        self.latencies_ns[index as usize].store(ns, Ordering::Relaxed);
-        self.decisions[outcome.decision.name_index()].fetch_add(1, Ordering::Relaxed);
+        let ns = u64::try_from(latency.as_nanos())
+            .unwrap_or(u64::MAX)
+            .min((1 << LATENCY_BITS) - 1);
+        let decision = outcome.decision.name_index() as u64 + 1;
+        self.answers[index as usize].store(decision << LATENCY_BITS | ns, Ordering::Relaxed);
         if let Some(error) = outcome.decision.error_cause() {
             let mut first = self.first_error.lock().unwrap_or_else(|e| e.into_inner());
             first.get_or_insert_with(|| error.message.clone());
         }
+    }
+
+    /// The latencies in nanoseconds, sorted, and the count of each decision (by index in
+    /// [`Decision::NAMES`]).
+    fn summary(&self) -> (Vec<u64>, [u64; Decision::NAMES.len()]) {
+        let mut decisions = [0; Decision::NAMES.len()];
+        let mut latencies: Vec<u64> = self
+            .answers
+            .iter()
+            .map(|answer| answer.load(Ordering::Relaxed))
+            .filter(|&answer| answer != 0)
+            .map(|answer| {
+                decisions[(answer >> LATENCY_BITS) as usize - 1] += 1;
+                answer & ((1 << LATENCY_BITS) - 1)
+            })
+            .collect();
+        latencies.sort_unstable();
+        (latencies, decisions)
     }
 }
 
@@ -81,8 +107,7 @@ pub fn run(host: &Host, args: &BenchArgs) -> anyhow::Result<()> {
     // Leaked for the run: completions then hold a plain reference, with no reference count
     // bouncing between the submitting thread and the workers on every request.
     let tally: &'static Tally = Box::leak(Box::new(Tally {
-        latencies_ns: (0..args.requests).map(|_| AtomicU64::new(0)).collect(),
-        decisions: Default::default(),
+        answers: (0..args.requests).map(|_| AtomicU64::new(0)).collect(),
         first_error: Default::default(),
     }));
     let started = Instant::now();
@@ -106,12 +131,7 @@ pub fn run(host: &Host, args: &BenchArgs) -> anyhow::Result<()> {
         );
     }
     let seconds = started.elapsed().as_secs_f64();
-    let mut latencies: Vec<u64> = tally
-        .latencies_ns
-        .iter()
-        .map(|l| l.load(Ordering::Relaxed))
-        .collect();
-    latencies.sort_unstable();
+    let (latencies, counts) = tally.summary();
     let percentile = |p: f64| -> f64 {
         if latencies.is_empty() {
             return 0.0;
@@ -121,9 +141,9 @@ pub fn run(host: &Host, args: &BenchArgs) -> anyhow::Result<()> {
     };
     let decisions: serde_json::Map<String, serde_json::Value> = Decision::NAMES
         .iter()
-        .zip(&tally.decisions)
-        .filter(|(_, n)| n.load(Ordering::Relaxed) > 0)
-        .map(|(name, n)| (name.to_string(), n.load(Ordering::Relaxed).into()))
+        .zip(counts)
+        .filter(|(_, n)| *n > 0)
+        .map(|(name, n)| (name.to_string(), n.into()))
         .collect();
     let report = json!({
         "callback": callback.function_name(),
@@ -180,14 +200,15 @@ fn pipelined(
         wake_at: AtomicU64::new(u64::MAX),
         submitter: std::thread::current(),
     }));
+    let mut seen = 0;
     for index in 0..requests {
-        flow.wait_below(index, window);
+        flow.wait_below(index, window, &mut seen);
         host.call_async(callback, args.clone(), move |outcome| {
             tally.record(index, &outcome, outcome.elapsed);
             flow.one_done();
         });
     }
-    flow.wait_below(requests, 1);
+    flow.wait_below(requests, 1, &mut seen);
 }
 
 /// Bounds the requests in flight without costing the workers a wake-up per answer: when the
@@ -202,9 +223,15 @@ struct Window {
 
 impl Window {
     /// Returns once fewer than `window` of the `submitted` requests are unanswered; when it
-    /// has to wait, it waits until at most half of them are.
-    fn wait_below(&self, submitted: u64, window: u64) {
-        if submitted - self.done.load(Ordering::Acquire) < window {
+    /// has to wait, it waits until at most half of them are. `seen` is the caller's last
+    /// reading of the answer count: the shared counter, which every answer writes, is read
+    /// again only when that reading says the window is full.
+    fn wait_below(&self, submitted: u64, window: u64, seen: &mut u64) {
+        if submitted - *seen < window {
+            return;
+        }
+        *seen = self.done.load(Ordering::Acquire);
+        if submitted - *seen < window {
             return;
         }
         let wake_at = submitted - window / 2;
@@ -213,6 +240,7 @@ impl Window {
             std::thread::park_timeout(Duration::from_millis(10));
         }
         self.wake_at.store(u64::MAX, Ordering::SeqCst);
+        *seen = self.done.load(Ordering::Acquire);
     }
 
     /// Counts one answer, waking the submitter when it is the one it waits for.
