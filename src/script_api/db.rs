@@ -500,7 +500,7 @@ impl Database {
     /// After a request: ends the snapshot, or when it may outlive the request, ends it only
     /// if it is old.
     fn settle_snapshot(&self, keep: bool) {
-        let Ok(mut slot) = self.handle.connection.try_borrow_mut() else {
+        let Ok(slot) = self.handle.connection.try_borrow() else {
             return;
         };
         let Some(connection) = slot.as_ref() else {
@@ -514,9 +514,16 @@ impl Database {
         };
         if let Err(e) = ended {
             log::error!("ending a read snapshot failed: {e}; reopening the connection");
-            reader.forget();
-            slot.take();
+            drop((reader, slot));
+            self.close_connection();
         }
+    }
+
+    /// Closes this thread's connection, which rolls back whatever it had open, and forgets
+    /// what the reads kept about it; the next use opens a fresh one.
+    fn close_connection(&self) {
+        self.handle.connection.borrow_mut().take();
+        self.handle.reader.borrow_mut().forget();
     }
 
     /// Opens a transaction (`BEGIN IMMEDIATE`), or inside one a savepoint. Pass the level it
@@ -643,8 +650,7 @@ impl Database {
             log::error!(
                 "rolling back a transaction left open failed: {e}; reopening the connection"
             );
-            self.handle.connection.borrow_mut().take();
-            self.handle.reader.borrow_mut().forget();
+            self.close_connection();
         }
     }
 
@@ -680,7 +686,6 @@ impl Database {
             )
         })?;
         if slot.is_none() {
-            self.handle.reader.borrow_mut().forget();
             *slot = Some(self.open()?);
         }
         let connection = slot.as_ref().expect("opened above");

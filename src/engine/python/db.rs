@@ -66,12 +66,17 @@ fn query<'py>(
 ) -> PyResult<Bound<'py, PyList>> {
     let sql = sql_text(sql, "query")?;
     let params = sql_params(params, "query")?;
-    let run = || current("query")?.query(sql, &params);
+    let db = current("query").map_err(raise)?;
     // A plain SELECT in WAL mode keeps the GIL: it takes microseconds and waits for no lock,
     // and handing the GIL to another worker and back would cost more. Anything else may wait
-    // for a writer's lock, and lets the other workers run meanwhile.
-    let keep_gil = current("query").is_ok_and(|db| db.reads_without_waiting(sql));
-    let rows = if keep_gil { run() } else { py.detach(run) }.map_err(raise)?;
+    // for a writer's lock, and lets the other workers run meanwhile (the handle does not
+    // cross into `detach`, which wants what it runs to be `Send`: it is fetched again).
+    let rows = if db.reads_without_waiting(sql) {
+        db.query(sql, &params)
+    } else {
+        py.detach(|| current("query")?.query(sql, &params))
+    }
+    .map_err(raise)?;
     python_rows(py, &rows)
 }
 

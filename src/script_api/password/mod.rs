@@ -88,6 +88,7 @@ fn argon2_into(
     BLOCKS.with(|kept| match kept.try_borrow_mut() {
         Ok(mut kept) => {
             if kept.as_ref().is_none_or(|blocks| blocks.len() < needed) {
+                // Unmap the smaller buffer before mapping the larger: never both at once.
                 *kept = None;
                 *kept = Blocks::new(needed);
             }
