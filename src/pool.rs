@@ -28,8 +28,7 @@ use crate::plugins::PluginSet;
 use crate::script_api::db::{Database, RequestScope};
 use crate::stats::Counters;
 
-/// How often the watchdog looks for calls past their deadline.
-const WATCHDOG_TICK: Duration = Duration::from_millis(2);
+mod watchdog;
 
 /// One request waiting for a worker.
 pub(crate) struct Job {
@@ -71,6 +70,8 @@ pub(crate) struct Shared {
     workers_gone: Condvar,
     closing: AtomicBool,
     watchdog_stop: AtomicBool,
+    /// When the watchdog looks next, and how workers wake it sooner.
+    alarm: watchdog::Alarm,
     queue_capacity: usize,
 }
 
@@ -101,6 +102,7 @@ impl Pool {
             workers_gone: Condvar::new(),
             closing: AtomicBool::new(false),
             watchdog_stop: AtomicBool::new(false),
+            alarm: watchdog::Alarm::new(),
             queue_capacity,
         });
         for index in 0..workers {
@@ -110,7 +112,7 @@ impl Pool {
             let shared = shared.clone();
             std::thread::Builder::new()
                 .name("authhost-watchdog".into())
-                .spawn(move || watchdog(&shared))
+                .spawn(move || watchdog::run(&shared))
                 .expect("spawning the watchdog thread")
         };
         Pool {
@@ -405,14 +407,21 @@ impl Worker {
             }
         }
         let instance = &mut state.instances[route.engine];
-        *self.shared.running[self.index]
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = Some(Running {
-            ticket,
-            deadline,
-            completion,
-            interrupt: instance.interrupter(),
-        });
+        let wake_watchdog = {
+            let mut running = self.shared.running[self.index]
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            *running = Some(Running {
+                ticket,
+                deadline,
+                completion,
+                interrupt: instance.interrupter(),
+            });
+            self.shared.alarm.must_wake_for(deadline)
+        };
+        if wake_watchdog {
+            self.shared.alarm.wake();
+        }
         // The scope gives SQLite the deadline and rolls back a transaction the call left open;
         // its read snapshot may serve the next requests (released in `idle_instances`).
         let request = RequestScope::enter_worker(&self.db, deadline);
@@ -484,29 +493,6 @@ impl Worker {
                     current
                 );
                 self.failed_generation = Some(generation);
-            }
-        }
-    }
-}
-
-fn watchdog(shared: &Shared) {
-    while !shared.watchdog_stop.load(Ordering::Acquire) {
-        std::thread::park_timeout(WATCHDOG_TICK);
-        let now = Instant::now();
-        for slot in shared.running.iter() {
-            let expired = {
-                let mut running = slot.lock().unwrap_or_else(|e| e.into_inner());
-                match &*running {
-                    Some(r) if r.deadline <= now => running.take(),
-                    _ => None,
-                }
-            };
-            if let Some(expired) = expired {
-                if let Some(interrupt) = &expired.interrupt {
-                    interrupt.interrupt(expired.ticket);
-                }
-                let message = timeout_message(shared.config.timeout);
-                shared.refuse(expired.completion, ErrorKind::Timeout, message);
             }
         }
     }

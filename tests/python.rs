@@ -242,6 +242,36 @@ mod deadlines {
     }
 
     #[test]
+    fn a_call_blocked_in_native_code_is_answered_at_its_deadline() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("gate");
+        let status = Command::new("mkfifo").arg(&fifo).status().unwrap();
+        assert!(status.success(), "mkfifo");
+        let host = host(policy("blocked.py"), 1, SHORT);
+        let (sender, answers) = mpsc::channel();
+        host.call_async(
+            Callback::UserLogin,
+            [fifo.display().to_string(), "{}".into()],
+            move |outcome| sender.send(outcome).unwrap(),
+        );
+        // The script stays blocked until this test writes to the FIFO, which it does only
+        // after the answer: only the watchdog can have given it.
+        let outcome = answers.recv_timeout(TIMEOUT * 3).expect("an answer");
+        let message = error_of(&outcome, ErrorKind::Timeout);
+        assert!(message.starts_with("timeout"), "{message}");
+        std::fs::write(&fifo, "7").unwrap();
+        // The only worker, free again, serves the next calls.
+        std::fs::write(dir.path().join("plain"), "8").unwrap();
+        let plain = dir.path().join("plain").display().to_string();
+        for _ in 0..3 {
+            assert_eq!(
+                user(&host.user_login(plain.as_str(), "{}")),
+                &UserDecision::UserId(8)
+            );
+        }
+    }
+
+    #[test]
     fn a_call_ending_near_its_deadline_does_not_disturb_the_next_one() {
         let host = host(policy("runaway.py"), 1, SHORT);
         for (i, busy) in [1400, 1500, 1600].into_iter().enumerate() {

@@ -79,6 +79,11 @@ impl Tally {
         }
     }
 
+    /// Whether request `index` has its answer.
+    fn is_answered(&self, index: u64) -> bool {
+        self.answers[index as usize].load(Ordering::SeqCst) != 0
+    }
+
     /// The latencies in nanoseconds, sorted, and the count of each decision (by index in
     /// [`Decision::NAMES`]).
     fn summary(&self) -> (Vec<u64>, [u64; Decision::NAMES.len()]) {
@@ -111,6 +116,7 @@ pub fn run(host: &Host, args: &BenchArgs) -> anyhow::Result<()> {
         first_error: Default::default(),
     }));
     let started = Instant::now();
+    let cpu_before = thread_cpu();
     if args.blocking {
         blocking(
             host,
@@ -131,6 +137,7 @@ pub fn run(host: &Host, args: &BenchArgs) -> anyhow::Result<()> {
         );
     }
     let seconds = started.elapsed().as_secs_f64();
+    let submitter_cpu = thread_cpu() - cpu_before;
     let (latencies, counts) = tally.summary();
     let percentile = |p: f64| -> f64 {
         if latencies.is_empty() {
@@ -158,6 +165,10 @@ pub fn run(host: &Host, args: &BenchArgs) -> anyhow::Result<()> {
         },
         "decisions": decisions,
         "first_error": *tally.first_error.lock().unwrap_or_else(|e| e.into_inner()),
+        // The load generator's share of the cores it shares with the workers.
+        "submitter_cpu_ns_per_request": (!args.blocking).then(|| {
+            (submitter_cpu.as_nanos() as f64 / args.requests.max(1) as f64).round()
+        }),
         "generation": host.status().generation,
         "reloads": host.status().reloads,
         "reload_failures": host.status().reload_failures,
@@ -195,58 +206,67 @@ fn pipelined(
     tally: &'static Tally,
 ) {
     let window = window as u64;
+    // When the window is full, wait for the request this far back: half a window, or for a
+    // window of one, the one before.
+    let drain = (window / 2).max(1);
     let flow: &'static Window = Box::leak(Box::new(Window {
-        done: AtomicU64::new(0),
-        wake_at: AtomicU64::new(u64::MAX),
+        tally,
+        wake_for: AtomicU64::new(NO_ONE),
         submitter: std::thread::current(),
     }));
-    let mut seen = 0;
+    // Requests below `clear` are answered, or as good as: answers come in about the order of
+    // the queue, and `clear` only moves to just past an answered request.
+    let mut clear = 0;
     for index in 0..requests {
-        flow.wait_below(index, window, &mut seen);
+        if index - clear >= window {
+            let back = index - drain;
+            flow.wait_for(back);
+            clear = back + 1;
+        }
         host.call_async(callback, args.clone(), move |outcome| {
             tally.record(index, &outcome, outcome.elapsed);
-            flow.one_done();
+            flow.answered(index);
         });
     }
-    flow.wait_below(requests, 1, &mut seen);
+    for index in clear..requests {
+        flow.wait_for(index);
+    }
 }
 
-/// Bounds the requests in flight without costing the workers a wake-up per answer: when the
-/// window is full the submitter sleeps until half of it has drained and is woken once, so the
-/// harness measures the host rather than its own hand-offs.
+/// Bounds the requests in flight with no counter that the workers share: when its window
+/// is full the submitter sleeps until the request half a window back is answered, and only
+/// the worker that answers that one wakes it. A shared count of answers would be
+/// incremented by both workers on every answer, and the benchmark would measure that
+/// counter moving between their cores rather than the host.
 struct Window {
-    done: AtomicU64,
-    /// The count of answers the sleeping submitter waits for; `u64::MAX` when it is awake.
-    wake_at: AtomicU64,
+    tally: &'static Tally,
+    /// The request whose answer the sleeping submitter waits for; [`NO_ONE`] when awake.
+    wake_for: AtomicU64,
     submitter: std::thread::Thread,
 }
 
+/// [`Window::wake_for`] when the submitter is awake.
+const NO_ONE: u64 = u64::MAX;
+
 impl Window {
-    /// Returns once fewer than `window` of the `submitted` requests are unanswered; when it
-    /// has to wait, it waits until at most half of them are. `seen` is the caller's last
-    /// reading of the answer count: the shared counter, which every answer writes, is read
-    /// again only when that reading says the window is full.
-    fn wait_below(&self, submitted: u64, window: u64, seen: &mut u64) {
-        if submitted - *seen < window {
+    /// Returns once request `index` is answered.
+    fn wait_for(&self, index: u64) {
+        if self.tally.is_answered(index) {
             return;
         }
-        *seen = self.done.load(Ordering::Acquire);
-        if submitted - *seen < window {
-            return;
-        }
-        let wake_at = submitted - window / 2;
-        self.wake_at.store(wake_at, Ordering::SeqCst);
-        while self.done.load(Ordering::SeqCst) < wake_at {
+        self.wake_for.store(index, Ordering::SeqCst);
+        // The worker stores the answer and then reads `wake_for` without a barrier between,
+        // so in a rare race neither side sees the other's store: the timeout bounds that
+        // sleep, at a fraction of the time the half window still queued takes to drain.
+        while !self.tally.is_answered(index) {
             std::thread::park_timeout(Duration::from_millis(10));
         }
-        self.wake_at.store(u64::MAX, Ordering::SeqCst);
-        *seen = self.done.load(Ordering::Acquire);
+        self.wake_for.store(NO_ONE, Ordering::SeqCst);
     }
 
-    /// Counts one answer, waking the submitter when it is the one it waits for.
-    fn one_done(&self) {
-        let done = self.done.fetch_add(1, Ordering::SeqCst) + 1;
-        if done == self.wake_at.load(Ordering::SeqCst) {
+    /// Wakes the submitter if it waits for request `index`, which was just answered.
+    fn answered(&self, index: u64) {
+        if self.wake_for.load(Ordering::SeqCst) == index {
             self.submitter.unpark();
         }
     }
@@ -275,4 +295,15 @@ fn blocking(
             });
         }
     });
+}
+
+/// The calling thread's CPU time, which std does not offer.
+fn thread_cpu() -> Duration {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `now` is a valid timespec for the call to fill.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) };
+    Duration::new(now.tv_sec as u64, now.tv_nsec as u32)
 }
