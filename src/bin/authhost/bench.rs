@@ -7,6 +7,7 @@
 //!
 //! With `--listen ADDR`, it loads a running `authhost serve` instead: see [`remote`].
 
+mod cpu;
 pub mod remote;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -116,7 +117,8 @@ pub fn run(host: &Host, args: &BenchArgs) -> anyhow::Result<()> {
         first_error: Default::default(),
     }));
     let started = Instant::now();
-    let cpu_before = thread_cpu();
+    let submitter_before = cpu::this_thread();
+    let workers_before = cpu::workers();
     if args.blocking {
         blocking(
             host,
@@ -137,7 +139,12 @@ pub fn run(host: &Host, args: &BenchArgs) -> anyhow::Result<()> {
         );
     }
     let seconds = started.elapsed().as_secs_f64();
-    let submitter_cpu = thread_cpu() - cpu_before;
+    let per_request = |before: Option<Duration>, after: Option<Duration>| {
+        let spent = after?.checked_sub(before?)?;
+        Some((spent.as_nanos() as f64 / args.requests.max(1) as f64).round())
+    };
+    let submitter_cpu = per_request(submitter_before, cpu::this_thread());
+    let workers_cpu = per_request(workers_before, cpu::workers());
     let (latencies, counts) = tally.summary();
     let percentile = |p: f64| -> f64 {
         if latencies.is_empty() {
@@ -165,10 +172,10 @@ pub fn run(host: &Host, args: &BenchArgs) -> anyhow::Result<()> {
         },
         "decisions": decisions,
         "first_error": *tally.first_error.lock().unwrap_or_else(|e| e.into_inner()),
-        // The load generator's share of the cores it shares with the workers.
-        "submitter_cpu_ns_per_request": (!args.blocking).then(|| {
-            (submitter_cpu.as_nanos() as f64 / args.requests.max(1) as f64).round()
-        }),
+        // What a request costs the workers, and the load generator's share of the cores it
+        // shares with them.
+        "workers_cpu_ns_per_request": workers_cpu,
+        "submitter_cpu_ns_per_request": submitter_cpu.filter(|_| !args.blocking),
         "generation": host.status().generation,
         "reloads": host.status().reloads,
         "reload_failures": host.status().reload_failures,
@@ -295,15 +302,4 @@ fn blocking(
             });
         }
     });
-}
-
-/// The calling thread's CPU time, which std does not offer.
-fn thread_cpu() -> Duration {
-    let mut now = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `now` is a valid timespec for the call to fill.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) };
-    Duration::new(now.tv_sec as u64, now.tv_nsec as u32)
 }
