@@ -81,8 +81,8 @@ fn pipelined(c: &mut Criterion) {
                         host.call_async(
                             Callback::UserLogin,
                             [
-                                r#"{"name":"alice","password":"pw"}"#.into(),
-                                r#"{"public_key":"k"}"#.into(),
+                                r#"{"name":"alice","password":"pw"}"#,
+                                r#"{"public_key":"k"}"#,
                             ],
                             move |_| {
                                 done.fetch_add(1, Ordering::Relaxed);

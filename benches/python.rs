@@ -60,7 +60,7 @@ fn direct(c: &mut Criterion) {
         text: std::fs::read_to_string(trivial_policy()).unwrap(),
     }];
     let prepared = engine.prepare(plugins, &host_config).unwrap();
-    let args = [LOGIN.to_string(), NODE.to_string()];
+    let args = [LOGIN, NODE];
     engine.run_worker(&mut || {
         let mut instance = prepared.instantiate(&host_config).unwrap();
         let mut ticket = 0;
@@ -173,16 +173,12 @@ fn pipelined(host: &Host, window: usize, iters: u64) -> Duration {
         tokens.recv().unwrap();
         let tokens_back = tokens_back.clone();
         let errors = errors.clone();
-        host.call_async(
-            Callback::UserLogin,
-            [LOGIN.to_string(), NODE.to_string()],
-            move |outcome| {
-                if outcome.decision.error_cause().is_some() {
-                    errors.fetch_add(1, Ordering::Relaxed);
-                }
-                let _ = tokens_back.send(());
-            },
-        );
+        host.call_async(Callback::UserLogin, [LOGIN, NODE], move |outcome| {
+            if outcome.decision.error_cause().is_some() {
+                errors.fetch_add(1, Ordering::Relaxed);
+            }
+            let _ = tokens_back.send(());
+        });
     }
     for _ in 0..window {
         tokens.recv().unwrap();

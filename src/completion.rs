@@ -12,8 +12,9 @@ use std::time::{Duration, Instant};
 
 use crate::decision::{Callback, DecisionError, ErrorKind, Outcome};
 
-/// A callback run with the outcome of a non-blocking request.
-pub type Done = Box<dyn FnOnce(Outcome) + Send + 'static>;
+mod done;
+
+pub(crate) use done::Done;
 
 /// Where a request's answer goes. Completing consumes it; dropping it unanswered (a worker
 /// that panicked mid-request) still answers, with `error`, so no caller is ever left waiting.
@@ -43,7 +44,7 @@ impl Completion {
     pub fn complete(mut self, outcome: Outcome) {
         match self.target.take() {
             Some(Target::Waiter { slot, ticket }) => slot.deliver(ticket, outcome),
-            Some(Target::Callback(done)) => done(outcome),
+            Some(Target::Callback(done)) => done.call(outcome),
             None => {}
         }
     }
@@ -257,7 +258,7 @@ mod tests {
         let completion = Completion::callback_target(
             Callback::NewNode,
             Instant::now(),
-            Box::new(move |o| tx.send(o).unwrap()),
+            Done::new(move |o| tx.send(o).unwrap()),
         );
         drop(completion);
         let outcome = rx.recv().unwrap();

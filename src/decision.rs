@@ -412,8 +412,9 @@ impl Decision {
 pub struct Outcome {
     /// The decision.
     pub decision: Decision,
-    /// The plugin file that answered, when one did.
-    pub plugin: Option<String>,
+    /// The plugin file that answered, when one did. Shared, not copied, per request: each
+    /// worker keeps its own reference to each name.
+    pub plugin: Option<std::sync::Arc<str>>,
     /// The generation of the plugin set that answered, when one did.
     pub generation: Option<u64>,
     /// Time from submission to decision.
@@ -440,7 +441,7 @@ impl Outcome {
             object.insert("error".into(), error.message.clone().into());
         }
         if let Some(plugin) = &self.plugin {
-            object.insert("plugin".into(), plugin.clone().into());
+            object.insert("plugin".into(), plugin.as_ref().into());
         }
         if let Some(generation) = self.generation {
             object.insert("generation".into(), generation.into());

@@ -122,7 +122,7 @@ impl DecisionRecorder {
             digest: *digest,
             decision: outcome.decision.name(),
             code: outcome.decision.code_json(),
-            plugin: outcome.plugin.clone(),
+            plugin: outcome.plugin.as_deref().map(str::to_owned),
             generation: outcome.generation,
             elapsed_us: u64::try_from(outcome.elapsed.as_micros()).unwrap_or(u64::MAX),
         };

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::{json, Value};
 
+use crate::args::Args;
 use crate::completion::{Completion, Done, Waiter};
 use crate::decision::{Callback, Outcome};
 use crate::engine::{builtin_engines, Engine};
@@ -211,31 +212,30 @@ impl Host {
     }
 
     /// Asks `on_user_signup(signup_info, node_info)` and waits for the decision.
-    pub fn user_signup(
-        &self,
-        signup_info: impl Into<String>,
-        node_info: impl Into<String>,
-    ) -> Outcome {
-        self.call(Callback::UserSignup, [signup_info.into(), node_info.into()])
+    pub fn user_signup(&self, signup_info: impl AsRef<str>, node_info: impl AsRef<str>) -> Outcome {
+        self.call(
+            Callback::UserSignup,
+            Args::new(signup_info.as_ref(), node_info.as_ref()),
+        )
     }
 
     /// Asks `on_user_login(login_info, node_info)` and waits for the decision.
-    pub fn user_login(
-        &self,
-        login_info: impl Into<String>,
-        node_info: impl Into<String>,
-    ) -> Outcome {
-        self.call(Callback::UserLogin, [login_info.into(), node_info.into()])
+    pub fn user_login(&self, login_info: impl AsRef<str>, node_info: impl AsRef<str>) -> Outcome {
+        self.call(
+            Callback::UserLogin,
+            Args::new(login_info.as_ref(), node_info.as_ref()),
+        )
     }
 
     /// Asks `on_new_node(node_info)` and waits for the decision.
-    pub fn new_node(&self, node_info: impl Into<String>) -> Outcome {
-        self.call(Callback::NewNode, [node_info.into(), String::new()])
+    pub fn new_node(&self, node_info: impl AsRef<str>) -> Outcome {
+        self.call(Callback::NewNode, Args::new(node_info.as_ref(), ""))
     }
 
     /// Asks `callback` with `args` (the second is ignored by `on_new_node`) and waits, at
     /// most until the timeout, for the decision.
-    pub fn call(&self, callback: Callback, args: [String; 2]) -> Outcome {
+    pub fn call(&self, callback: Callback, args: impl Into<Args>) -> Outcome {
+        let args = args.into();
         let submitted = Instant::now();
         let timeout = self.inner.config.timeout;
         let (waiter, completion) = Waiter::new(callback, submitted);
@@ -247,27 +247,30 @@ impl Host {
     /// worker thread that made it (or, for a request refused at once as overloaded or
     /// shutting down, on the calling thread; for a timeout, on the watchdog thread).
     /// `done` should be quick and must not block on this host.
+    ///
+    /// Nothing is allocated per request when the arguments are short (see [`Args`]) and
+    /// `done` captures at most four words: both travel inside the request.
     pub fn call_async(
         &self,
         callback: Callback,
-        args: [String; 2],
+        args: impl Into<Args>,
         done: impl FnOnce(Outcome) + Send + 'static,
     ) {
-        let completion =
-            Completion::callback_target(callback, Instant::now(), Box::new(done) as Done);
+        let args = args.into();
+        let completion = Completion::callback_target(callback, Instant::now(), Done::new(done));
         self.submit(args, completion);
     }
 
     /// [`Host::user_signup`] without waiting; see [`Host::call_async`].
     pub fn user_signup_async(
         &self,
-        signup_info: impl Into<String>,
-        node_info: impl Into<String>,
+        signup_info: impl AsRef<str>,
+        node_info: impl AsRef<str>,
         done: impl FnOnce(Outcome) + Send + 'static,
     ) {
         self.call_async(
             Callback::UserSignup,
-            [signup_info.into(), node_info.into()],
+            Args::new(signup_info.as_ref(), node_info.as_ref()),
             done,
         )
     }
@@ -275,13 +278,13 @@ impl Host {
     /// [`Host::user_login`] without waiting; see [`Host::call_async`].
     pub fn user_login_async(
         &self,
-        login_info: impl Into<String>,
-        node_info: impl Into<String>,
+        login_info: impl AsRef<str>,
+        node_info: impl AsRef<str>,
         done: impl FnOnce(Outcome) + Send + 'static,
     ) {
         self.call_async(
             Callback::UserLogin,
-            [login_info.into(), node_info.into()],
+            Args::new(login_info.as_ref(), node_info.as_ref()),
             done,
         )
     }
@@ -289,13 +292,13 @@ impl Host {
     /// [`Host::new_node`] without waiting; see [`Host::call_async`].
     pub fn new_node_async(
         &self,
-        node_info: impl Into<String>,
+        node_info: impl AsRef<str>,
         done: impl FnOnce(Outcome) + Send + 'static,
     ) {
-        self.call_async(Callback::NewNode, [node_info.into(), String::new()], done)
+        self.call_async(Callback::NewNode, Args::new(node_info.as_ref(), ""), done)
     }
 
-    fn submit(&self, args: [String; 2], completion: Completion) {
+    fn submit(&self, args: Args, completion: Completion) {
         let deadline = completion.submitted() + self.inner.config.timeout;
         self.inner.pool.submit(Job {
             args,

@@ -27,6 +27,7 @@
 
 #![warn(missing_docs)]
 
+mod args;
 pub mod cases;
 mod completion;
 pub mod decision;
@@ -44,6 +45,7 @@ pub mod settings;
 pub mod sqlite;
 mod stats;
 
+pub use args::Args;
 pub use decision::{
     Callback, Decision, DecisionError, ErrorKind, NodeDecision, Outcome, ScriptValue, UserDecision,
 };

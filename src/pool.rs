@@ -20,6 +20,7 @@ use crossbeam_utils::CachePadded;
 use arc_swap::ArcSwap;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
+use crate::args::Args;
 use crate::completion::{timeout_message, Completion};
 use crate::decision::{Decision, DecisionError, ErrorKind, Outcome};
 use crate::engine::{Call, Engine, Instance, Interrupt};
@@ -33,13 +34,16 @@ mod watchdog;
 /// One request waiting for a worker.
 pub(crate) struct Job {
     /// The callback's arguments; `new_node` uses only the first.
-    pub args: [String; 2],
+    pub args: Args,
     /// When the request's time runs out (submission + timeout).
     pub deadline: Instant,
     /// Where the answer goes.
     pub completion: Completion,
 }
 
+// Jobs travel through the queue by value, arguments and all: boxing them would allocate on
+// the caller's thread and free on a worker's, for every request.
+#[allow(clippy::large_enum_variant)]
 enum Message {
     Job(Job),
     /// Sent once per worker at shutdown, behind every job already queued.
@@ -310,8 +314,9 @@ fn within_engines(engines: &[Arc<dyn Engine>], body: &mut dyn FnMut()) {
 struct WorkerState {
     set: Arc<PluginSet>,
     instances: Vec<Box<dyn Instance>>,
-    /// Plugin file names, ready to copy into outcomes.
-    plugin_names: Vec<String>,
+    /// Plugin file names for outcomes: this worker's own references, so that its requests
+    /// count them without touching another core's cache line.
+    plugin_names: Vec<Arc<str>>,
 }
 
 struct Worker {
@@ -425,6 +430,7 @@ impl Worker {
         // The scope gives SQLite the deadline and rolls back a transaction the call left open;
         // its read snapshot may serve the next requests (released in `idle_instances`).
         let request = RequestScope::enter_worker(&self.db, deadline);
+        let args = args.get();
         let returned = instance.call(Call {
             callback,
             plugin: route.plugin,
@@ -475,7 +481,7 @@ impl Worker {
                 let plugin_names = set
                     .plugins()
                     .iter()
-                    .map(|p| p.file.display().to_string())
+                    .map(|p| Arc::from(p.file.display().to_string()))
                     .collect();
                 self.state = Some(WorkerState {
                     set,
@@ -554,7 +560,7 @@ mod tests {
         let submitted = Instant::now();
         let (waiter, completion) = Waiter::new(Callback::UserLogin, submitted);
         pool.submit(Job {
-            args: [arg.to_string(), String::new()],
+            args: Args::new(arg, ""),
             deadline: submitted + timeout,
             completion,
         });

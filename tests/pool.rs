@@ -77,11 +77,9 @@ fn a_full_queue_answers_overloaded_at_once_and_loses_nothing() {
     let requests = 12;
     for _ in 0..requests {
         let tx = tx.clone();
-        host.call_async(
-            Callback::UserLogin,
-            ["busy_200ms".into(), "{}".into()],
-            move |o| tx.send(o).unwrap(),
-        );
+        host.call_async(Callback::UserLogin, ["busy_200ms", "{}"], move |o| {
+            tx.send(o).unwrap()
+        });
     }
     let outcomes: Vec<_> = (0..requests)
         .map(|_| rx.recv_timeout(RELAXED).unwrap())
@@ -116,7 +114,7 @@ fn a_request_that_waited_past_its_deadline_in_the_queue_times_out() {
     let (tx, rx) = mpsc::channel();
     for which in ["busy_200ms", "fine"] {
         let tx = tx.clone();
-        host.call_async(Callback::UserLogin, [which.into(), "{}".into()], move |o| {
+        host.call_async(Callback::UserLogin, [which, "{}"], move |o| {
             tx.send(o).unwrap()
         });
     }
@@ -179,11 +177,9 @@ fn after_shutdown_requests_are_refused_and_queued_ones_answered() {
     let (tx, rx) = mpsc::channel();
     for _ in 0..3 {
         let tx = tx.clone();
-        host.call_async(
-            Callback::UserLogin,
-            ["busy_200ms".into(), "{}".into()],
-            move |o| tx.send(o).unwrap(),
-        );
+        host.call_async(Callback::UserLogin, ["busy_200ms", "{}"], move |o| {
+            tx.send(o).unwrap()
+        });
     }
     host.shutdown();
     for _ in 0..3 {

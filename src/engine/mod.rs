@@ -83,7 +83,7 @@ pub struct Call<'a> {
     /// Which plugin of this engine's prepared files defines it (an index into them).
     pub plugin: usize,
     /// The string arguments, exactly as received (`callback.arity()` of them).
-    pub args: &'a [String],
+    pub args: &'a [&'a str],
     /// When the request's time runs out.
     pub deadline: Instant,
     /// Identifies this call to the engine's [`Interrupt`].

@@ -10,15 +10,17 @@
 mod cpu;
 pub mod remote;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use authhost::{Callback, Decision, Host, Outcome};
-use clap::Args;
+use authhost::{Args, Callback, Decision, Host, Outcome};
+use crossbeam_utils::CachePadded;
 use serde_json::json;
 
 /// Options of `authhost bench`.
-#[derive(Args)]
+#[derive(clap::Args)]
 pub struct BenchArgs {
     /// user_signup, user_login or new_node (or on_user_login …).
     #[arg(long, default_value = "user_login")]
@@ -54,51 +56,146 @@ impl BenchArgs {
     }
 }
 
-/// Every request's answer, one word each: the decision's index in [`Decision::NAMES`]
-/// (plus one, so that 0 is "unanswered") in the top byte, the latency in nanoseconds below.
-/// One plain store per answer: counters shared by the workers would bounce between their
-/// cores on every answer and measure the harness rather than the host.
+/// Every answer, as one word: the decision's index in [`Decision::NAMES`] in the top byte,
+/// the latency in nanoseconds below. Each thread that delivers answers (a worker, mostly)
+/// records them in a lane of its own, and the submitter reads the lanes' counts only when
+/// its window looks full: anything the workers shared would move between their cores on
+/// every answer, and the benchmark would measure the harness rather than the host.
 struct Tally {
-    answers: Vec<AtomicU64>,
-    first_error: std::sync::Mutex<Option<String>>,
+    lanes: Box<[CachePadded<Lane>]>,
+    /// How many threads have taken a lane; past the last lane, threads share it.
+    lanes_taken: AtomicUsize,
+    first_error: Mutex<Option<String>>,
+    submitter: std::thread::Thread,
+}
+
+/// One answering thread's records.
+#[derive(Default)]
+struct Lane {
+    /// Answers recorded in this lane.
+    answered: AtomicU64,
+    /// Wake the submitter once `answered` reaches this; [`NO_ONE`] when it is awake.
+    wake_at: AtomicU64,
+    /// A lock only its own thread takes (but for threads past the last lane).
+    records: Mutex<Vec<u64>>,
 }
 
 /// Bits of an answer word that hold the latency (about 2.3 years in nanoseconds).
 const LATENCY_BITS: u32 = 56;
 
+/// [`Lane::wake_at`] while the submitter is awake.
+const NO_ONE: u64 = u64::MAX;
+
+thread_local! {
+    /// The lane of the calling thread, once it has recorded an answer.
+    static LANE: Cell<Option<usize>> = const { Cell::new(None) };
+}
+
 impl Tally {
-    /// Records the answer to request `index`, which took `latency` to reach its caller.
-    fn record(&self, index: u64, outcome: &Outcome, latency: Duration) {
+    /// A tally for up to `threads` answering threads with a lane each, for `requests`.
+    fn new(threads: usize, requests: u64) -> Tally {
+        let per_lane = (requests as usize).div_ceil(threads.max(1)) + 1024;
+        Tally {
+            lanes: (0..threads.max(1))
+                .map(|_| {
+                    CachePadded::new(Lane {
+                        answered: AtomicU64::new(0),
+                        wake_at: AtomicU64::new(NO_ONE),
+                        records: Mutex::new(Vec::with_capacity(per_lane)),
+                    })
+                })
+                .collect(),
+            lanes_taken: AtomicUsize::new(0),
+            first_error: Mutex::new(None),
+            submitter: std::thread::current(),
+        }
+    }
+
+    /// Records one answer, which took `latency` to reach its caller, on the calling thread's
+    /// lane, and wakes the submitter if it waits for this lane.
+    fn record(&self, outcome: &Outcome, latency: Duration) {
         let ns = u64::try_from(latency.as_nanos())
             .unwrap_or(u64::MAX)
             .min((1 << LATENCY_BITS) - 1);
-        let decision = outcome.decision.name_index() as u64 + 1;
-        self.answers[index as usize].store(decision << LATENCY_BITS | ns, Ordering::Relaxed);
+        let decision = outcome.decision.name_index() as u64;
+        let lane = &self.lanes[self.lane_index()];
+        lane.records
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(decision << LATENCY_BITS | ns);
         if let Some(error) = outcome.decision.error_cause() {
             let mut first = self.first_error.lock().unwrap_or_else(|e| e.into_inner());
             first.get_or_insert_with(|| error.message.clone());
         }
+        let answered = lane.answered.fetch_add(1, Ordering::SeqCst) + 1;
+        if answered >= lane.wake_at.load(Ordering::SeqCst) {
+            self.submitter.unpark();
+        }
     }
 
-    /// Whether request `index` has its answer.
-    fn is_answered(&self, index: u64) -> bool {
-        self.answers[index as usize].load(Ordering::SeqCst) != 0
+    fn lane_index(&self) -> usize {
+        LANE.with(|lane| {
+            lane.get().unwrap_or_else(|| {
+                let taken = self.lanes_taken.fetch_add(1, Ordering::Relaxed);
+                let index = taken.min(self.lanes.len() - 1);
+                lane.set(Some(index));
+                index
+            })
+        })
+    }
+
+    /// Answers recorded so far, in all lanes.
+    fn answered(&self) -> u64 {
+        self.lanes
+            .iter()
+            .map(|lane| lane.answered.load(Ordering::SeqCst))
+            .sum()
+    }
+
+    /// Waits until at least `total - slack` answers are recorded, and returns the count.
+    /// While it sleeps, each lane in use is asked to wake it after its share of the answers
+    /// still missing (the workers answer at about the same rate, so that is about when the
+    /// total is reached); it then counts again.
+    fn wait_for_total(&self, total: u64, slack: u64) -> u64 {
+        let enough = total.saturating_sub(slack);
+        let mut answered = self.answered();
+        while answered < enough {
+            let in_use = self
+                .lanes_taken
+                .load(Ordering::Relaxed)
+                .clamp(1, self.lanes.len());
+            let share = (total - answered).div_ceil(in_use as u64);
+            for lane in self.lanes.iter() {
+                let now = lane.answered.load(Ordering::SeqCst);
+                lane.wake_at.store(now + share, Ordering::SeqCst);
+            }
+            // Stores and loads are SeqCst on both sides, so a lane that passes its mark after
+            // this count sees the mark and wakes the submitter; the timeout is a backstop
+            // for lanes that stop short of their share (a worker stuck past its deadline).
+            answered = self.answered();
+            if answered < enough {
+                std::thread::park_timeout(Duration::from_millis(10));
+                answered = self.answered();
+            }
+        }
+        for lane in self.lanes.iter() {
+            lane.wake_at.store(NO_ONE, Ordering::SeqCst);
+        }
+        answered
     }
 
     /// The latencies in nanoseconds, sorted, and the count of each decision (by index in
     /// [`Decision::NAMES`]).
     fn summary(&self) -> (Vec<u64>, [u64; Decision::NAMES.len()]) {
         let mut decisions = [0; Decision::NAMES.len()];
-        let mut latencies: Vec<u64> = self
-            .answers
-            .iter()
-            .map(|answer| answer.load(Ordering::Relaxed))
-            .filter(|&answer| answer != 0)
-            .map(|answer| {
-                decisions[(answer >> LATENCY_BITS) as usize - 1] += 1;
+        let mut latencies = Vec::new();
+        for lane in self.lanes.iter() {
+            let records = lane.records.lock().unwrap_or_else(|e| e.into_inner());
+            latencies.extend(records.iter().map(|&answer| {
+                decisions[(answer >> LATENCY_BITS) as usize] += 1;
                 answer & ((1 << LATENCY_BITS) - 1)
-            })
-            .collect();
+            }));
+        }
         latencies.sort_unstable();
         (latencies, decisions)
     }
@@ -110,12 +207,12 @@ pub fn run(host: &Host, args: &BenchArgs) -> anyhow::Result<()> {
         .ok_or_else(|| anyhow::anyhow!("unknown callback {:?}", args.callback))?;
     let call_args = arguments(callback, &args.args)?;
     let concurrency = args.concurrency.max(1);
+    // A lane for each worker, for the watchdog (timeouts), for the submitter (refusals) and,
+    // with --blocking, for each calling thread.
+    let lanes = host.status().workers + 2 + if args.blocking { concurrency } else { 0 };
     // Leaked for the run: completions then hold a plain reference, with no reference count
     // bouncing between the submitting thread and the workers on every request.
-    let tally: &'static Tally = Box::leak(Box::new(Tally {
-        answers: (0..args.requests).map(|_| AtomicU64::new(0)).collect(),
-        first_error: Default::default(),
-    }));
+    let tally: &'static Tally = Box::leak(Box::new(Tally::new(lanes, args.requests)));
     let started = Instant::now();
     let submitter_before = cpu::this_thread();
     let workers_before = cpu::workers();
@@ -172,6 +269,8 @@ pub fn run(host: &Host, args: &BenchArgs) -> anyhow::Result<()> {
         },
         "decisions": decisions,
         "first_error": *tally.first_error.lock().unwrap_or_else(|e| e.into_inner()),
+        // Answers that were not counted would show here (never more than `requests`).
+        "answered": tally.answered(),
         // What a request costs the workers, and the load generator's share of the cores it
         // shares with them.
         "workers_cpu_ns_per_request": workers_cpu,
@@ -184,7 +283,7 @@ pub fn run(host: &Host, args: &BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn arguments(callback: Callback, given: &[String]) -> anyhow::Result<[String; 2]> {
+fn arguments(callback: Callback, given: &[String]) -> anyhow::Result<Args> {
     let defaults = match callback {
         Callback::NewNode => [r#"{"public_key":"k"}"#, ""],
         _ => [
@@ -193,10 +292,11 @@ fn arguments(callback: Callback, given: &[String]) -> anyhow::Result<[String; 2]
         ],
     };
     match given.len() {
-        0 => Ok(defaults.map(String::from)),
-        n if n == callback.arity() => {
-            Ok([given[0].clone(), given.get(1).cloned().unwrap_or_default()])
-        }
+        0 => Ok(Args::from(defaults)),
+        n if n == callback.arity() => Ok(Args::new(
+            &given[0],
+            given.get(1).map_or("", String::as_str),
+        )),
         n => anyhow::bail!(
             "{callback} takes {} argument(s), {n} given",
             callback.arity()
@@ -207,82 +307,33 @@ fn arguments(callback: Callback, given: &[String]) -> anyhow::Result<[String; 2]
 fn pipelined(
     host: &Host,
     callback: Callback,
-    args: &[String; 2],
+    args: &Args,
     requests: u64,
     window: usize,
     tally: &'static Tally,
 ) {
     let window = window as u64;
-    // When the window is full, wait for the request this far back: half a window, or for a
-    // window of one, the one before.
+    // When the window is full, wait until half of it (or, for a window of one, all of it)
+    // is answered, then submit that many again.
     let drain = (window / 2).max(1);
-    let flow: &'static Window = Box::leak(Box::new(Window {
-        tally,
-        wake_for: AtomicU64::new(NO_ONE),
-        submitter: std::thread::current(),
-    }));
-    // Requests below `clear` are answered, or as good as: answers come in about the order of
-    // the queue, and `clear` only moves to just past an answered request.
-    let mut clear = 0;
-    for index in 0..requests {
-        if index - clear >= window {
-            let back = index - drain;
-            flow.wait_for(back);
-            clear = back + 1;
+    // Answers counted when the window was last full: the lanes are read about once per
+    // `drain` submissions, never per request.
+    let mut answered = 0;
+    for submitted in 0..requests {
+        if submitted - answered >= window {
+            answered = tally.wait_for_total(submitted - window + drain, drain / 8);
         }
         host.call_async(callback, args.clone(), move |outcome| {
-            tally.record(index, &outcome, outcome.elapsed);
-            flow.answered(index);
+            tally.record(&outcome, outcome.elapsed);
         });
     }
-    for index in clear..requests {
-        flow.wait_for(index);
-    }
-}
-
-/// Bounds the requests in flight with no counter that the workers share: when its window
-/// is full the submitter sleeps until the request half a window back is answered, and only
-/// the worker that answers that one wakes it. A shared count of answers would be
-/// incremented by both workers on every answer, and the benchmark would measure that
-/// counter moving between their cores rather than the host.
-struct Window {
-    tally: &'static Tally,
-    /// The request whose answer the sleeping submitter waits for; [`NO_ONE`] when awake.
-    wake_for: AtomicU64,
-    submitter: std::thread::Thread,
-}
-
-/// [`Window::wake_for`] when the submitter is awake.
-const NO_ONE: u64 = u64::MAX;
-
-impl Window {
-    /// Returns once request `index` is answered.
-    fn wait_for(&self, index: u64) {
-        if self.tally.is_answered(index) {
-            return;
-        }
-        self.wake_for.store(index, Ordering::SeqCst);
-        // The worker stores the answer and then reads `wake_for` without a barrier between,
-        // so in a rare race neither side sees the other's store: the timeout bounds that
-        // sleep, at a fraction of the time the half window still queued takes to drain.
-        while !self.tally.is_answered(index) {
-            std::thread::park_timeout(Duration::from_millis(10));
-        }
-        self.wake_for.store(NO_ONE, Ordering::SeqCst);
-    }
-
-    /// Wakes the submitter if it waits for request `index`, which was just answered.
-    fn answered(&self, index: u64) {
-        if self.wake_for.load(Ordering::SeqCst) == index {
-            self.submitter.unpark();
-        }
-    }
+    tally.wait_for_total(requests, 0);
 }
 
 fn blocking(
     host: &Host,
     callback: Callback,
-    args: &[String; 2],
+    args: &Args,
     requests: u64,
     threads: usize,
     tally: &'static Tally,
@@ -298,7 +349,7 @@ fn blocking(
                 // The caller's view: from the call to having the answer in hand.
                 let started = Instant::now();
                 let outcome = host.call(callback, args.clone());
-                tally.record(index, &outcome, started.elapsed());
+                tally.record(&outcome, started.elapsed());
             });
         }
     });

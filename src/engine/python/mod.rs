@@ -210,8 +210,8 @@ impl Instance for PythonInstance {
             let _scope = PluginScope::enter(self.tags[call.plugin].clone());
             let running = Running::begin(py, &self.target, call.ticket, None);
             let returned = match call.args {
-                [one] => function.call1(py, (one.as_str(),)),
-                [first, second] => function.call1(py, (first.as_str(), second.as_str())),
+                [one] => function.call1(py, (*one,)),
+                [first, second] => function.call1(py, (*first, *second)),
                 _ => unreachable!("callbacks take one or two arguments"),
             };
             let interrupted = running.end();

@@ -36,8 +36,8 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let call_args = arguments(callback, &args.args)?;
     let (reader, writer) = connect(addr)?;
     let params = match callback {
-        Callback::NewNode => json!([call_args[0]]),
-        _ => json!(call_args),
+        Callback::NewNode => json!([call_args.first()]),
+        _ => json!(call_args.get()),
     };
     let suffix = format!(
         r#","method":"{}","params":{params}}}"#,
