@@ -1,6 +1,6 @@
 //! The worker pool: threads that own interpreters, one bounded queue, and deadlines.
 //!
-//! Jobs cross threads over a crossbeam channel; interpreters never do. Each worker keeps one
+//! Jobs cross threads over a bounded queue ([`queue`]); interpreters never do. Each worker keeps one
 //! [`Instance`] per engine for the plugin set it last saw, and moves to a newer set before
 //! its next request, so a reload never interrupts a running call.
 //!
@@ -18,7 +18,6 @@ use std::time::{Duration, Instant};
 use crossbeam_utils::CachePadded;
 
 use arc_swap::ArcSwap;
-use crossbeam_channel::{Receiver, Sender, TrySendError};
 
 use crate::args::Args;
 use crate::completion::{timeout_message, Completion};
@@ -29,7 +28,10 @@ use crate::plugins::PluginSet;
 use crate::script_api::db::{Database, RequestScope};
 use crate::stats::Counters;
 
+mod queue;
 mod watchdog;
+
+use queue::{Local, Queue};
 
 /// One request waiting for a worker.
 pub(crate) struct Job {
@@ -39,15 +41,6 @@ pub(crate) struct Job {
     pub deadline: Instant,
     /// Where the answer goes.
     pub completion: Completion,
-}
-
-// Jobs travel through the queue by value, arguments and all: boxing them would allocate on
-// the caller's thread and free on a worker's, for every request.
-#[allow(clippy::large_enum_variant)]
-enum Message {
-    Job(Job),
-    /// Sent once per worker at shutdown, behind every job already queued.
-    Stop,
 }
 
 /// A call a worker is running, visible to the watchdog.
@@ -65,7 +58,7 @@ pub(crate) struct Shared {
     /// The live plugin set; reloads swap it.
     pub sets: ArcSwap<PluginSet>,
     pub counters: Counters,
-    receiver: Receiver<Message>,
+    queue: Queue,
     /// Padded: each worker locks its own slot twice per request, and must not bounce its
     /// neighbour's cache line while doing so.
     running: Box<[CachePadded<Mutex<Option<Running>>>]>,
@@ -82,7 +75,6 @@ pub(crate) struct Shared {
 /// The pool: submit jobs; shut down on drop.
 pub(crate) struct Pool {
     shared: Arc<Shared>,
-    sender: Sender<Message>,
     watchdog: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -91,13 +83,13 @@ impl Pool {
     pub fn start(config: Config, engines: Vec<Arc<dyn Engine>>, set: Arc<PluginSet>) -> Pool {
         let workers = config.workers.max(1);
         let queue_capacity = workers * config.queue_per_worker.max(1);
-        let (sender, receiver) = crossbeam_channel::bounded(queue_capacity);
+        let (queue, locals) = Queue::new(workers, queue_capacity);
         let shared = Arc::new(Shared {
             config,
             engines,
             sets: ArcSwap::new(set),
             counters: Counters::new(workers),
-            receiver,
+            queue,
             running: (0..workers)
                 .map(|_| CachePadded::new(Mutex::new(None)))
                 .collect(),
@@ -109,8 +101,8 @@ impl Pool {
             alarm: watchdog::Alarm::new(),
             queue_capacity,
         });
-        for index in 0..workers {
-            spawn_worker(&shared, index);
+        for local in locals {
+            spawn_worker(&shared, local);
         }
         let watchdog = {
             let shared = shared.clone();
@@ -121,7 +113,6 @@ impl Pool {
         };
         Pool {
             shared,
-            sender,
             watchdog: Mutex::new(Some(watchdog)),
         }
     }
@@ -144,21 +135,13 @@ impl Pool {
                 .shared
                 .refuse(job.completion, ErrorKind::ShuttingDown, SHUTTING_DOWN);
         }
-        match self.sender.try_send(Message::Job(job)) {
-            Ok(()) => {}
-            Err(TrySendError::Full(Message::Job(job))) => {
-                let message = format!(
-                    "overloaded: all {} queue places are taken",
-                    self.shared.queue_capacity
-                );
-                self.shared
-                    .refuse(job.completion, ErrorKind::Overloaded, message)
-            }
-            Err(TrySendError::Disconnected(Message::Job(job))) => {
-                self.shared
-                    .refuse(job.completion, ErrorKind::ShuttingDown, SHUTTING_DOWN)
-            }
-            Err(_) => unreachable!("only jobs are submitted"),
+        if let Err(job) = self.shared.queue.submit(job) {
+            let message = format!(
+                "overloaded: all {} queue places are taken",
+                self.shared.queue_capacity
+            );
+            self.shared
+                .refuse(job.completion, ErrorKind::Overloaded, message)
         }
     }
 
@@ -169,8 +152,7 @@ impl Pool {
             return;
         }
         for _ in 0..self.workers() {
-            // Blocks only while the queue is full, which the workers are draining.
-            let _ = self.sender.send(Message::Stop);
+            self.shared.queue.stop_one();
         }
         // A worker stuck in native code past its deadline is left behind rather than waited
         // on forever: its caller has had its answer from the watchdog.
@@ -215,12 +197,11 @@ impl Pool {
             watchdog.thread().unpark();
             let _ = watchdog.join();
         }
-        // Jobs that raced with the stop messages: answer them rather than drop them.
-        while let Ok(message) = self.shared.receiver.try_recv() {
-            if let Message::Job(job) = message {
-                self.shared
-                    .refuse(job.completion, ErrorKind::ShuttingDown, SHUTTING_DOWN);
-            }
+        // Jobs that raced with the stop messages, or that a worker left behind still held:
+        // answer them rather than drop them.
+        for job in self.shared.queue.drain() {
+            self.shared
+                .refuse(job.completion, ErrorKind::ShuttingDown, SHUTTING_DOWN);
         }
     }
 }
@@ -249,7 +230,7 @@ impl Shared {
 
     /// How many requests wait in the queue.
     pub fn queued(&self) -> usize {
-        self.receiver.len()
+        self.queue.len()
     }
 
     /// Whether the pool has begun shutting down.
@@ -258,7 +239,8 @@ impl Shared {
     }
 }
 
-fn spawn_worker(shared: &Arc<Shared>, index: usize) {
+fn spawn_worker(shared: &Arc<Shared>, local: Local) {
+    let index = local.index();
     *shared
         .live_workers
         .lock()
@@ -272,6 +254,7 @@ fn spawn_worker(shared: &Arc<Shared>, index: usize) {
             let mut worker = Worker {
                 shared: for_thread,
                 index,
+                local: Some(local),
                 state: None,
                 failed_generation: None,
                 tickets: 0,
@@ -322,6 +305,8 @@ struct WorkerState {
 struct Worker {
     shared: Arc<Shared>,
     index: usize,
+    /// This worker's end of the queue; `None` once handed to its replacement.
+    local: Option<Local>,
     state: Option<WorkerState>,
     failed_generation: Option<u64>,
     tickets: u64,
@@ -331,19 +316,16 @@ struct Worker {
 
 impl Worker {
     fn run(&mut self) {
+        let Some(mut local) = self.local.take() else {
+            return;
+        };
+        // Cloned once, not per request: the count is shared by every worker.
+        let shared = self.shared.clone();
         loop {
-            let message = match self.shared.receiver.try_recv() {
-                Ok(message) => Ok(message),
-                Err(_) => {
-                    // Nothing queued: let go of what the instances and the database hold
-                    // between calls before sleeping on the queue.
-                    self.idle_instances();
-                    self.shared.receiver.recv()
-                }
-            };
-            let job = match message {
-                Ok(Message::Job(job)) => job,
-                Ok(Message::Stop) | Err(_) => return self.idle_instances(),
+            // Nothing queued: let go of what the instances and the database hold between
+            // calls before sleeping on the queue.
+            let Some(job) = shared.queue.next(&mut local, &mut || self.idle_instances()) else {
+                return self.idle_instances();
             };
             let served = catch_unwind(AssertUnwindSafe(|| self.serve(job)));
             if let Err(panic) = served {
@@ -360,7 +342,7 @@ impl Worker {
                 // thread rather than reuse them.
                 let state = self.state.take();
                 let _ = catch_unwind(AssertUnwindSafe(move || drop(state)));
-                spawn_worker(&self.shared, self.index);
+                spawn_worker(&self.shared, local);
                 return;
             }
         }

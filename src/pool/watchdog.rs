@@ -75,7 +75,7 @@ pub(crate) fn run(shared: &Shared) {
         alarm.looks_at.store(NOT_SET, Ordering::Release);
         let now = Instant::now();
         let mut next: Option<Instant> = None;
-        for slot in shared.running.iter() {
+        for (index, slot) in shared.running.iter().enumerate() {
             let expired = {
                 let mut running = slot.lock().unwrap_or_else(|e| e.into_inner());
                 match &*running {
@@ -93,6 +93,12 @@ pub(crate) fn run(shared: &Shared) {
                 }
                 let message = timeout_message(shared.config.timeout);
                 shared.refuse(expired.completion, ErrorKind::Timeout, message);
+                // The worker may stay stuck (Python in native code): the jobs it had taken
+                // go back to the others.
+                if let Some(job) = shared.queue.put_back(index) {
+                    let message = "overloaded: the queue was full when this request was moved off a stuck worker";
+                    shared.refuse(job.completion, ErrorKind::Overloaded, message);
+                }
             }
         }
         match next {
