@@ -135,7 +135,7 @@ impl Pool {
                 .shared
                 .refuse(job.completion, ErrorKind::ShuttingDown, SHUTTING_DOWN);
         }
-        if let Err(job) = self.shared.queue.submit(job) {
+        if let Some(job) = self.shared.queue.submit(job) {
             let message = format!(
                 "overloaded: all {} queue places are taken",
                 self.shared.queue_capacity

@@ -66,11 +66,12 @@ impl Queue {
 
     /// Queues `job`, or gives it back when every place in the channel is taken. Never
     /// blocks. (The channel cannot be disconnected: the queue holds both of its ends.)
-    pub fn submit(&self, job: Job) -> Result<(), Job> {
+    #[must_use = "a job given back must be answered"]
+    pub fn submit(&self, job: Job) -> Option<Job> {
         match self.sender.try_send(Message::Job(job)) {
-            Ok(()) => Ok(()),
+            Ok(()) => None,
             Err(refused) => match refused.into_inner() {
-                Message::Job(job) => Err(job),
+                Message::Job(job) => Some(job),
                 Message::Stop => unreachable!("only jobs are submitted"),
             },
         }
@@ -252,7 +253,7 @@ mod tests {
         let (answers, _) = mpsc::channel();
         let (queue, mut locals) = Queue::new(2, 64);
         for i in 0..10 {
-            assert!(queue.submit(job(&format!("j{i}"), &answers)).is_ok());
+            assert!(queue.submit(job(&format!("j{i}"), &answers)).is_none());
         }
         let first = next_now(&queue, &mut locals[0]).unwrap();
         assert_eq!(first.args.first(), "j0");
@@ -272,14 +273,14 @@ mod tests {
         let (answers, _) = mpsc::channel();
         let (queue, mut locals) = Queue::new(2, 64);
         for i in 0..8 {
-            assert!(queue.submit(job(&format!("j{i}"), &answers)).is_ok());
+            assert!(queue.submit(job(&format!("j{i}"), &answers)).is_none());
         }
         let (zero, one) = locals.split_at_mut(1);
         let (zero, one) = (&mut zero[0], &mut one[0]);
         assert_eq!(next_now(&queue, zero).unwrap().args.first(), "j0");
         // Worker 1 empties the channel, then steals from worker 0's run.
         let mut taken = Vec::new();
-        while queue.receiver.len() > 0 || !one.deque.is_empty() {
+        while !queue.receiver.is_empty() || !one.deque.is_empty() {
             taken.push(next_now(&queue, one).unwrap());
         }
         assert!(!zero.deque.is_empty());
@@ -301,7 +302,7 @@ mod tests {
         let (answers, _) = mpsc::channel();
         let (queue, mut locals) = Queue::new(2, 64);
         for i in 0..9 {
-            assert!(queue.submit(job(&format!("j{i}"), &answers)).is_ok());
+            assert!(queue.submit(job(&format!("j{i}"), &answers)).is_none());
         }
         let running = next_now(&queue, &mut locals[0]).unwrap();
         assert_eq!(running.args.first(), "j0");
@@ -311,7 +312,7 @@ mod tests {
         assert!(locals[0].deque.is_empty());
         // Worker 1 now gets every other job, the ones worker 0 held last.
         let mut rest = Vec::new();
-        while queue.len() > 0 {
+        while queue.len() != 0 {
             rest.push(next_now(&queue, &mut locals[1]).unwrap());
         }
         assert_eq!(
@@ -325,18 +326,18 @@ mod tests {
         let (answers, _) = mpsc::channel();
         let (queue, mut locals) = Queue::new(1, 4);
         for i in 0..4 {
-            assert!(queue.submit(job(&format!("j{i}"), &answers)).is_ok());
+            assert!(queue.submit(job(&format!("j{i}"), &answers)).is_none());
         }
         let _running = next_now(&queue, &mut locals[0]).unwrap();
         assert_eq!(locals[0].deque.len(), 3);
         for name in ["j4", "j5"] {
-            assert!(queue.submit(job(name, &answers)).is_ok());
+            assert!(queue.submit(job(name, &answers)).is_none());
         }
         assert!(queue.put_back(0).is_none());
         assert_eq!(queue.receiver.len(), 4);
         assert_eq!(names(locals[0].deque.pop()), ["j3"]);
         assert!(
-            queue.submit(job("over", &answers)).is_err(),
+            queue.submit(job("over", &answers)).is_some(),
             "the channel is full"
         );
     }
@@ -346,7 +347,7 @@ mod tests {
         let (answers, _) = mpsc::channel();
         let (queue, mut locals) = Queue::new(2, 64);
         for i in 0..6 {
-            assert!(queue.submit(job(&format!("j{i}"), &answers)).is_ok());
+            assert!(queue.submit(job(&format!("j{i}"), &answers)).is_none());
         }
         queue.stop_one();
         queue.stop_one();
@@ -371,7 +372,7 @@ mod tests {
         let (answers, _) = mpsc::channel();
         let (queue, mut locals) = Queue::new(2, 64);
         for i in 0..10 {
-            assert!(queue.submit(job(&format!("j{i}"), &answers)).is_ok());
+            assert!(queue.submit(job(&format!("j{i}"), &answers)).is_none());
         }
         let running = next_now(&queue, &mut locals[0]).unwrap();
         let mut left = names(queue.drain());
