@@ -298,6 +298,9 @@ impl Host {
         self.call_async(Callback::NewNode, Args::new(node_info.as_ref(), ""), done)
     }
 
+    // Inlined, like the queue's own submit, so that the job is built where it is queued
+    // rather than copied from frame to frame (it carries its arguments inline).
+    #[inline]
     fn submit(&self, args: Args, completion: Completion) {
         let deadline = completion.submitted() + self.inner.config.timeout;
         self.inner.pool.submit(Job {

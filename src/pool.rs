@@ -129,6 +129,7 @@ impl Pool {
 
     /// Queues a job, or answers it at once with `error` when the queue is full or the pool
     /// is shutting down. Never blocks.
+    #[inline]
     pub fn submit(&self, job: Job) {
         if self.shared.closing.load(Ordering::Acquire) {
             return self

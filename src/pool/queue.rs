@@ -67,6 +67,7 @@ impl Queue {
     /// Queues `job`, or gives it back when every place in the channel is taken. Never
     /// blocks. (The channel cannot be disconnected: the queue holds both of its ends.)
     #[must_use = "a job given back must be answered"]
+    #[inline]
     pub fn submit(&self, job: Job) -> Option<Job> {
         match self.sender.try_send(Message::Job(job)) {
             Ok(()) => None,

@@ -313,15 +313,16 @@ fn pipelined(
     tally: &'static Tally,
 ) {
     let window = window as u64;
-    // When the window is full, wait until half of it (or, for a window of one, all of it)
-    // is answered, then submit that many again.
-    let drain = (window / 2).max(1);
+    // When the window is full, wait until three quarters of it (or, for a window of one,
+    // all of it) are answered, then submit that many again: the workers still have a
+    // quarter of a window queued, and the submitter sleeps and wakes once per `drain`.
+    let drain = (window * 3 / 4).max(1);
     // Answers counted when the window was last full: the lanes are read about once per
     // `drain` submissions, never per request.
     let mut answered = 0;
     for submitted in 0..requests {
         if submitted - answered >= window {
-            answered = tally.wait_for_total(submitted - window + drain, drain / 8);
+            answered = tally.wait_for_total(submitted - window + drain, drain / 4);
         }
         host.call_async(callback, args.clone(), move |outcome| {
             tally.record(&outcome, outcome.elapsed);
