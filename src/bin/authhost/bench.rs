@@ -92,16 +92,29 @@ thread_local! {
 }
 
 impl Tally {
-    /// A tally for up to `threads` answering threads with a lane each, for `requests`.
-    fn new(threads: usize, requests: u64) -> Tally {
-        let per_lane = (requests as usize).div_ceil(threads.max(1)) + 1024;
+    /// A tally for up to `threads` threads with a lane each, `answering` of which are
+    /// expected to share the `requests` answers.
+    fn new(threads: usize, answering: usize, requests: u64) -> Tally {
+        // Room for twice an even share of the answers in every lane (which thread answers
+        // how many is not known beforehand), written once before the run: page faults and
+        // reallocation would otherwise land on the workers during it.
+        let per_lane = (requests as usize)
+            .div_ceil(answering.max(1))
+            .saturating_mul(2)
+            .min(requests as usize)
+            + 16;
+        let records = || {
+            let mut records = vec![u64::MAX; per_lane];
+            records.clear();
+            Mutex::new(records)
+        };
         Tally {
             lanes: (0..threads.max(1))
                 .map(|_| {
                     CachePadded::new(Lane {
                         answered: AtomicU64::new(0),
                         wake_at: AtomicU64::new(NO_ONE),
-                        records: Mutex::new(Vec::with_capacity(per_lane)),
+                        records: records(),
                     })
                 })
                 .collect(),
@@ -209,10 +222,12 @@ pub fn run(host: &Host, args: &BenchArgs) -> anyhow::Result<()> {
     let concurrency = args.concurrency.max(1);
     // A lane for each worker, for the watchdog (timeouts), for the submitter (refusals) and,
     // with --blocking, for each calling thread.
-    let lanes = host.status().workers + 2 + if args.blocking { concurrency } else { 0 };
+    let workers = host.status().workers;
+    let answering = if args.blocking { concurrency } else { workers };
+    let lanes = workers + 2 + if args.blocking { concurrency } else { 0 };
     // Leaked for the run: completions then hold a plain reference, with no reference count
     // bouncing between the submitting thread and the workers on every request.
-    let tally: &'static Tally = Box::leak(Box::new(Tally::new(lanes, args.requests)));
+    let tally: &'static Tally = Box::leak(Box::new(Tally::new(lanes, answering, args.requests)));
     let started = Instant::now();
     let submitter_before = cpu::this_thread();
     let workers_before = cpu::workers();
