@@ -23,6 +23,7 @@ mod interrupt;
 mod load;
 mod thread;
 mod traceback;
+mod turns;
 
 use std::rc::Rc;
 use std::sync::Arc;
@@ -148,25 +149,29 @@ struct PythonInstance {
 /// policies, taking and dropping it per call makes them hand it over on every request (a
 /// futex wake and a context switch each time), which made two workers slower than one. A
 /// worker keeps it while it has Python work queued, and drops it when it runs out of work,
-/// turns to another engine, or has kept it for a short while, so no other worker waits long.
+/// turns to another engine, or has kept it for a run (below), handing it to a worker that
+/// waits for it ([`turns`]) so that no worker waits longer than a run or so.
 struct HeldGil {
     state: pyo3::ffi::PyGILState_STATE,
     since: Instant,
     calls: u32,
 }
 
-/// A worker drops the GIL after this many calls in a row …
-const KEEP_GIL_CALLS: u32 = 64;
-/// … or after keeping it this long, whichever comes first.
-const KEEP_GIL_FOR: Duration = Duration::from_micros(200);
+/// A worker gives the GIL back after this many calls in a row …
+const KEEP_GIL_CALLS: u32 = 256;
+/// … or after keeping it this long, whichever comes first. Each handover costs the time the
+/// other worker takes to wake (tens of µs on a virtual machine), so runs are long enough to
+/// make that small, and short enough that a waiting worker's requests wait about a
+/// millisecond for their turn.
+const KEEP_GIL_FOR: Duration = Duration::from_micros(1000);
 
 impl PythonInstance {
     fn keep_gil(&mut self) {
         if self.held.is_none() {
             // SAFETY: the interpreter is initialized (this instance exists), and this worker
-            // thread has its own thread state (`thread`); the state is released by
+            // thread has its own thread state (`thread`); the state is given back by
             // `let_go_of_gil` on the same thread.
-            let state = unsafe { pyo3::ffi::PyGILState_Ensure() };
+            let state = unsafe { turns::TURNS.take() };
             self.held = Some(HeldGil {
                 state,
                 since: Instant::now(),
@@ -175,10 +180,10 @@ impl PythonInstance {
         }
     }
 
-    fn let_go_of_gil(&mut self) {
+    fn let_go_of_gil(&mut self, how: turns::GiveBack) {
         if let Some(held) = self.held.take() {
-            // SAFETY: pairs with the `PyGILState_Ensure` of `keep_gil`, on the same thread.
-            unsafe { pyo3::ffi::PyGILState_Release(held.state) };
+            // SAFETY: pairs with the `TURNS.take` of `keep_gil`, on the same thread.
+            unsafe { turns::TURNS.give_back(held.state, how) };
         }
     }
 
@@ -187,7 +192,7 @@ impl PythonInstance {
         if let Some(held) = &mut self.held {
             held.calls += 1;
             if held.calls >= KEEP_GIL_CALLS || held.since.elapsed() >= KEEP_GIL_FOR {
-                self.let_go_of_gil();
+                self.let_go_of_gil(turns::GiveBack::HandOver);
             }
         }
     }
@@ -195,7 +200,7 @@ impl PythonInstance {
 
 impl Drop for PythonInstance {
     fn drop(&mut self) {
-        self.let_go_of_gil();
+        self.let_go_of_gil(turns::GiveBack::Drop);
     }
 }
 
@@ -229,7 +234,7 @@ impl Instance for PythonInstance {
     }
 
     fn idle(&mut self) {
-        self.let_go_of_gil();
+        self.let_go_of_gil(turns::GiveBack::Drop);
     }
 }
 
