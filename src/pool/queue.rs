@@ -218,24 +218,29 @@ mod tests {
     use super::*;
     use crate::args::Args;
     use crate::completion::{Completion, Done};
-    use crate::decision::{Callback, Outcome};
-    use std::sync::mpsc;
+    use crate::decision::Callback;
     use std::time::{Duration, Instant};
 
-    /// A job whose first argument is `name`; its answer, if any, goes to `answers`.
-    fn job(name: &str, answers: &mpsc::Sender<(String, Outcome)>) -> Job {
-        let (answers, name_owned) = (answers.clone(), name.to_string());
+    /// A job whose first argument is `name` (these tests only move jobs, never answer them).
+    fn job(name: &str) -> Job {
         Job {
             args: Args::new(name, ""),
             deadline: Instant::now() + Duration::from_secs(60),
             completion: Completion::callback_target(
                 Callback::UserLogin,
                 Instant::now(),
-                Done::new(move |outcome| {
-                    let _ = answers.send((name_owned, outcome));
-                }),
+                Done::new(|_| {}),
             ),
         }
+    }
+
+    /// A queue of `capacity` places for `workers` workers, with jobs `j0` … `j{jobs - 1}`.
+    fn queue_of(workers: usize, capacity: usize, jobs: usize) -> (Queue, Vec<Local>) {
+        let (queue, locals) = Queue::new(workers, capacity);
+        for i in 0..jobs {
+            assert!(queue.submit(job(&format!("j{i}"))).is_none());
+        }
+        (queue, locals)
     }
 
     fn names(jobs: impl IntoIterator<Item = Job>) -> Vec<String> {
@@ -251,11 +256,7 @@ mod tests {
 
     #[test]
     fn a_long_queue_is_taken_in_runs_of_at_most_a_fair_share_and_in_order() {
-        let (answers, _) = mpsc::channel();
-        let (queue, mut locals) = Queue::new(2, 64);
-        for i in 0..10 {
-            assert!(queue.submit(job(&format!("j{i}"), &answers)).is_none());
-        }
+        let (queue, mut locals) = queue_of(2, 64, 10);
         let first = next_now(&queue, &mut locals[0]).unwrap();
         assert_eq!(first.args.first(), "j0");
         // 9 were left, so worker 0 took 4 more (an even share) and left 5 for worker 1.
@@ -271,11 +272,7 @@ mod tests {
 
     #[test]
     fn an_idle_worker_steals_what_another_took() {
-        let (answers, _) = mpsc::channel();
-        let (queue, mut locals) = Queue::new(2, 64);
-        for i in 0..8 {
-            assert!(queue.submit(job(&format!("j{i}"), &answers)).is_none());
-        }
+        let (queue, mut locals) = queue_of(2, 64, 8);
         let (zero, one) = locals.split_at_mut(1);
         let (zero, one) = (&mut zero[0], &mut one[0]);
         assert_eq!(next_now(&queue, zero).unwrap().args.first(), "j0");
@@ -300,11 +297,7 @@ mod tests {
 
     #[test]
     fn a_stuck_workers_jobs_go_back_to_the_channel() {
-        let (answers, _) = mpsc::channel();
-        let (queue, mut locals) = Queue::new(2, 64);
-        for i in 0..9 {
-            assert!(queue.submit(job(&format!("j{i}"), &answers)).is_none());
-        }
+        let (queue, mut locals) = queue_of(2, 64, 9);
         let running = next_now(&queue, &mut locals[0]).unwrap();
         assert_eq!(running.args.first(), "j0");
         let held = locals[0].deque.len();
@@ -324,32 +317,21 @@ mod tests {
 
     #[test]
     fn put_back_stops_when_the_channel_is_full_and_the_rest_stay_to_be_stolen() {
-        let (answers, _) = mpsc::channel();
-        let (queue, mut locals) = Queue::new(1, 4);
-        for i in 0..4 {
-            assert!(queue.submit(job(&format!("j{i}"), &answers)).is_none());
-        }
+        let (queue, mut locals) = queue_of(1, 4, 4);
         let _running = next_now(&queue, &mut locals[0]).unwrap();
         assert_eq!(locals[0].deque.len(), 3);
         for name in ["j4", "j5"] {
-            assert!(queue.submit(job(name, &answers)).is_none());
+            assert!(queue.submit(job(name)).is_none());
         }
         assert!(queue.put_back(0).is_none());
         assert_eq!(queue.receiver.len(), 4);
         assert_eq!(names(locals[0].deque.pop()), ["j3"]);
-        assert!(
-            queue.submit(job("over", &answers)).is_some(),
-            "the channel is full"
-        );
+        assert!(queue.submit(job("over")).is_some(), "the channel is full");
     }
 
     #[test]
     fn a_worker_stops_at_its_stop_message_after_the_jobs_queued_before_it() {
-        let (answers, _) = mpsc::channel();
-        let (queue, mut locals) = Queue::new(2, 64);
-        for i in 0..6 {
-            assert!(queue.submit(job(&format!("j{i}"), &answers)).is_none());
-        }
+        let (queue, mut locals) = queue_of(2, 64, 6);
         queue.stop_one();
         queue.stop_one();
         let mut zero = Vec::new();
@@ -370,11 +352,7 @@ mod tests {
 
     #[test]
     fn drain_returns_every_job_left_in_the_channel_and_the_deques() {
-        let (answers, _) = mpsc::channel();
-        let (queue, mut locals) = Queue::new(2, 64);
-        for i in 0..10 {
-            assert!(queue.submit(job(&format!("j{i}"), &answers)).is_none());
-        }
+        let (queue, mut locals) = queue_of(2, 64, 10);
         let running = next_now(&queue, &mut locals[0]).unwrap();
         let mut left = names(queue.drain());
         left.sort();
