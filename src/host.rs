@@ -330,7 +330,7 @@ impl Host {
         state.last_reload_at = Some(SystemTime::now());
         match loaded {
             Ok(set) => {
-                self.inner.pool.shared().sets.store(Arc::new(set));
+                self.inner.pool.shared().publish(Arc::new(set));
                 self.inner.generations.store(generation, Ordering::Release);
                 state.reloads += 1;
                 state.last_error = None;

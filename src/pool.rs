@@ -10,7 +10,7 @@
 //! in native code, say).
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -55,8 +55,12 @@ struct Running {
 pub(crate) struct Shared {
     config: Config,
     engines: Vec<Arc<dyn Engine>>,
-    /// The live plugin set; reloads swap it.
+    /// The live plugin set; reloads swap it (see [`Shared::publish`]).
     pub sets: ArcSwap<PluginSet>,
+    /// The live set's generation, which a worker reads before each request: loading the set
+    /// itself would write to arc-swap's per-thread slots every time, for a set that changes
+    /// only at a reload.
+    live_generation: AtomicU64,
     pub counters: Counters,
     queue: Queue,
     /// Padded: each worker locks its own slot twice per request, and must not bounce its
@@ -87,6 +91,7 @@ impl Pool {
         let shared = Arc::new(Shared {
             config,
             engines,
+            live_generation: AtomicU64::new(set.generation()),
             sets: ArcSwap::new(set),
             counters: Counters::new(workers),
             queue,
@@ -227,6 +232,14 @@ impl Shared {
         self.counters
             .record(self.counters.off_worker(), callback, &outcome.decision);
         completion.complete(outcome);
+    }
+
+    /// Makes `set` the live plugin set; workers move to it before their next request.
+    pub fn publish(&self, set: Arc<PluginSet>) {
+        let generation = set.generation();
+        self.sets.store(set);
+        // After the store: a worker that sees the new generation loads the new set.
+        self.live_generation.store(generation, Ordering::Release);
     }
 
     /// How many requests wait in the queue.
@@ -447,13 +460,13 @@ impl Worker {
 
     /// Moves this worker to the live plugin set if it changed since the last request.
     fn follow_live_set(&mut self) {
-        let live = self.shared.sets.load();
-        let generation = live.generation();
+        let generation = self.shared.live_generation.load(Ordering::Acquire);
         let current = self.state.as_ref().map(|s| s.set.generation());
         if current == Some(generation) || self.failed_generation == Some(generation) {
             return;
         }
-        let set = arc_swap::Guard::into_inner(live);
+        let set = self.shared.sets.load_full();
+        let generation = set.generation();
         let instances: Result<Vec<_>, _> = set
             .prepared()
             .iter()
