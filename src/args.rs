@@ -111,12 +111,6 @@ impl From<[String; 2]> for Args {
     }
 }
 
-impl From<&[String; 2]> for Args {
-    fn from(strings: &[String; 2]) -> Args {
-        Args::new(&strings[0], &strings[1])
-    }
-}
-
 impl PartialEq for Args {
     fn eq(&self, other: &Args) -> bool {
         self.get() == other.get()

@@ -70,7 +70,6 @@ struct Tally {
 }
 
 /// One answering thread's records.
-#[derive(Default)]
 struct Lane {
     /// Answers recorded in this lane.
     answered: AtomicU64,
