@@ -1,6 +1,6 @@
 //! The `authhost` binary: `check`, `call` and `bench`, their output and exit codes (§7).
 
-mod common;
+use crate::common;
 
 use std::process::{Command, Output};
 

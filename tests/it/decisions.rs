@@ -1,6 +1,6 @@
 //! Every row of the decision tables (contract §2), through a real Lua interpreter.
 
-mod common;
+use crate::common;
 
 use authhost::{ErrorKind, NodeDecision, UserDecision};
 use common::{error_of, host};

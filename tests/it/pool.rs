@@ -1,6 +1,6 @@
 //! The worker pool under pressure: runaway scripts, memory hogs, a full queue, many callers.
 
-mod common;
+use crate::common;
 
 use std::sync::mpsc;
 use std::time::Duration;

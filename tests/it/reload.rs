@@ -1,8 +1,8 @@
 //! Hot reload with Lua policies (contract §4): watched saves, broken saves, deletions,
 //! atomic-rename saves of a single file, `Host::reload`, freeing old generations, and
-//! reloads under load. Python's share is in `tests/reload_python.rs`.
+//! reloads under load. Python's share is in `tests/it/reload_python.rs`.
 
-mod reload_support;
+use crate::reload_support;
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};

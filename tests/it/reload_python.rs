@@ -1,10 +1,8 @@
 //! Hot reload with Python policies (contract §4): a changed helper module takes effect, a
 //! Python plugin added beside a Lua one goes live, a broken Python save keeps the old set.
-//! The Lua side and the mechanics are in `tests/reload.rs`.
+//! The Lua side and the mechanics are in `tests/it/reload.rs`.
 
-#![cfg(feature = "python")]
-
-mod reload_support;
+use crate::reload_support;
 
 use authhost::{ErrorKind, Language, NodeDecision};
 use reload_support::*;

@@ -1,4 +1,4 @@
-//! Shared helpers of the reload tests (`tests/reload.rs`, `tests/reload_python.rs`): a
+//! Shared helpers of the reload tests (`tests/it/reload.rs`, `tests/it/reload_python.rs`): a
 //! temporary plugins directory filled from the policies under `tests/policies/reload/`, and
 //! polling with a generous deadline (tests wait for an answer, they never time one).
 

@@ -247,7 +247,7 @@ mod rust_api {
             let output = std::process::Command::new(std::env::current_exe().unwrap())
                 .args([
                     "--exact",
-                    "rust_api::dropping_the_last_host_joins_its_threads",
+                    "embed::rust_api::dropping_the_last_host_joins_its_threads",
                     "--nocapture",
                 ])
                 .env(CHILD, "1")

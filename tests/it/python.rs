@@ -677,7 +677,11 @@ mod late_start {
         // Python starts once per process; only a fresh process shows a host whose first set
         // has no Python plugin.
         let output = Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "late_start::in_a_fresh_process", "--ignored"])
+            .args([
+                "--exact",
+                "python::late_start::in_a_fresh_process",
+                "--ignored",
+            ])
             .env(FRESH, "1")
             .output()
             .expect("running the test binary");

@@ -1,7 +1,7 @@
 //! The Lua engine: errors and their messages, arguments, the sandbox, `authhost.json`,
 //! loading rules.
 
-mod common;
+use crate::common;
 
 use authhost::{Error, ErrorKind, Host, NodeDecision, UserDecision};
 use common::{builder, error_of, host, policy};
