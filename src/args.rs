@@ -9,6 +9,10 @@
 
 use std::fmt;
 
+use serde_json::Value;
+
+use crate::decision::Callback;
+
 /// Bytes of both arguments together that are kept inline; longer ones go to the heap.
 pub const INLINE_CAPACITY: usize = 192;
 
@@ -122,6 +126,94 @@ impl Eq for Args {}
 impl fmt::Debug for Args {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_list().entries(self.get()).finish()
+    }
+}
+
+/// The names of a callback's params, in positional order.
+pub(crate) fn param_names(callback: Callback) -> &'static [&'static str] {
+    match callback {
+        Callback::UserSignup => &["signup_info", "node_info"],
+        Callback::UserLogin => &["login_info", "node_info"],
+        Callback::NewNode => &["node_info"],
+    }
+}
+
+/// A callback's arguments from params as the service and policy test cases give them: named
+/// (an object) or positional (an array).
+/// Each must be a string, or a JSON object or array, which is passed as its JSON text.
+///
+/// # Failure
+///
+/// A message naming the missing, unknown or mistyped param.
+pub(crate) fn callback_args(
+    callback: Callback,
+    params: Option<&Value>,
+) -> Result<[String; 2], String> {
+    let names = param_names(callback);
+    let invalid = |message: String| message;
+    let mut args = [String::new(), String::new()];
+    match params {
+        Some(Value::Object(named)) => {
+            for (slot, name) in args.iter_mut().zip(names) {
+                let value = named
+                    .get(*name)
+                    .ok_or_else(|| invalid(format!("missing param {name:?}")))?;
+                *slot = arg_text(name, value)?;
+            }
+            if let Some(unknown) = named.keys().find(|k| !names.contains(&k.as_str())) {
+                return Err(invalid(format!(
+                    "unknown param {unknown:?}: {} takes {}",
+                    callback.method_name(),
+                    names.join(", ")
+                )));
+            }
+        }
+        Some(Value::Array(positional)) => {
+            if positional.len() != names.len() {
+                return Err(invalid(format!(
+                    "{} takes {} params ({}), {} given",
+                    callback.method_name(),
+                    names.len(),
+                    names.join(", "),
+                    positional.len()
+                )));
+            }
+            for ((slot, name), value) in args.iter_mut().zip(names).zip(positional) {
+                *slot = arg_text(name, value)?;
+            }
+        }
+        Some(_) => return Err(invalid("params must be an object or an array".into())),
+        None => {
+            return Err(invalid(format!(
+                "missing params: {} takes {}",
+                callback.method_name(),
+                names.join(", ")
+            )))
+        }
+    }
+    Ok(args)
+}
+
+/// One argument's text: a string as it is, an object or array as its JSON text.
+fn arg_text(name: &str, value: &Value) -> Result<String, String> {
+    match value {
+        Value::String(s) => Ok(s.clone()),
+        Value::Object(_) | Value::Array(_) => Ok(value.to_string()),
+        other => Err(format!(
+            "param {name:?} must be a string (or a JSON object or array), not {}",
+            json_type(other)
+        )),
+    }
+}
+
+fn json_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
     }
 }
 

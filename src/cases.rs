@@ -26,9 +26,9 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::args::callback_args;
 use crate::decision::{Callback, Outcome};
 use crate::host::Host;
-use crate::serve::protocol::callback_args;
 
 /// The decision names a user callback can give.
 const USER_DECISIONS: [&str; 4] = ["user_id", "new_user", "not_authorized", "error"];
@@ -140,7 +140,7 @@ fn case(value: Value) -> Result<Case, String> {
             raw.callback
         )
     })?;
-    let args = callback_args(callback, raw.args.as_ref()).map_err(|e| e.message)?;
+    let args = callback_args(callback, raw.args.as_ref())?;
     let known: &[&str] = match callback {
         Callback::NewNode => &NODE_DECISIONS,
         _ => &USER_DECISIONS,

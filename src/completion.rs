@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::Thread;
 use std::time::{Duration, Instant};
 
-use crate::decision::{Callback, DecisionError, ErrorKind, Outcome};
+use crate::decision::{timeout_message, Callback, DecisionError, ErrorKind, Outcome};
 
 mod done;
 
@@ -201,11 +201,6 @@ impl Waiter {
             std::thread::park_timeout(deadline - now);
         }
     }
-}
-
-/// The message of every timeout decision.
-pub(crate) fn timeout_message(timeout: Duration) -> String {
-    format!("timeout: no decision within {} ms", timeout.as_millis())
 }
 
 #[cfg(test)]

@@ -472,6 +472,11 @@ impl Outcome {
     }
 }
 
+/// The message of every timeout decision.
+pub(crate) fn timeout_message(timeout: Duration) -> String {
+    format!("timeout: no decision within {} ms", timeout.as_millis())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -22,53 +22,13 @@ use serde_json::{json, Value};
 
 use crate::args::Args;
 use crate::completion::{Completion, Done, Waiter};
+use crate::config::Config;
 use crate::decision::{Callback, Outcome};
 use crate::engine::{builtin_engines, Engine};
 use crate::error::{Error, Result};
 use crate::plugins::{PluginInfo, PluginSet};
 use crate::pool::{Job, Pool};
-use crate::reload::{Next, PluginWatcher, DEFAULT_DEBOUNCE};
-
-/// A host's settings. [`HostBuilder`] fills it; engines and workers read it.
-#[derive(Clone, Debug)]
-#[non_exhaustive]
-pub struct Config {
-    /// A plugin file, or a directory of them.
-    pub plugins: PathBuf,
-    /// The application's SQLite database; `:memory:` is one in-memory database shared by the
-    /// whole process.
-    pub db: PathBuf,
-    /// How many worker threads answer requests.
-    pub workers: usize,
-    /// Time from submission to decision, queue wait included.
-    pub timeout: Duration,
-    /// Queue places per worker; past them requests are refused as overloaded.
-    pub queue_per_worker: usize,
-    /// Memory limit of each Lua interpreter, in bytes.
-    pub lua_memory_limit: usize,
-    /// Whether to watch the plugins path and reload on changes (see [`crate::reload`]).
-    pub watch: bool,
-    /// Quiet time after the last file change before a watched reload starts.
-    pub watch_debounce: Duration,
-    /// Names this configuration's `:memory:` database and keeps it alive; clones share it.
-    pub db_scope: crate::script_api::db::DatabaseScope,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            plugins: PathBuf::from("plugins"),
-            db: PathBuf::from("authhost.db"),
-            workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
-            timeout: Duration::from_millis(2000),
-            queue_per_worker: 1024,
-            lua_memory_limit: 64 << 20,
-            watch: false,
-            watch_debounce: DEFAULT_DEBOUNCE,
-            db_scope: Default::default(),
-        }
-    }
-}
+use crate::reload::{Next, PluginWatcher};
 
 /// Builds a [`Host`]: `Host::builder().plugins(…).workers(…).build()`.
 #[derive(Clone, Debug, Default)]

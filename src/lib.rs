@@ -30,6 +30,7 @@
 mod args;
 pub mod cases;
 mod completion;
+pub mod config;
 pub mod decision;
 pub mod decision_log;
 pub mod engine;
@@ -46,10 +47,11 @@ pub mod sqlite;
 mod stats;
 
 pub use args::Args;
+pub use config::Config;
 pub use decision::{
     Callback, Decision, DecisionError, ErrorKind, NodeDecision, Outcome, ScriptValue, UserDecision,
 };
 pub use engine::Language;
 pub use error::{Error, Result};
-pub use host::{Config, Host, HostBuilder, Status};
+pub use host::{Host, HostBuilder, Status};
 pub use plugins::{PluginInfo, PluginSet};

@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use crate::config::Config;
 use crate::decision::Callback;
 use crate::engine::{Engine, Language, PluginSource, Prepared};
 use crate::error::{Error, Result};
-use crate::host::Config;
 
 /// What `check` and `status` show of one plugin.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -20,10 +20,11 @@ use crossbeam_utils::CachePadded;
 use arc_swap::ArcSwap;
 
 use crate::args::Args;
-use crate::completion::{timeout_message, Completion};
+use crate::completion::Completion;
+use crate::config::Config;
+use crate::decision::timeout_message;
 use crate::decision::{Decision, DecisionError, ErrorKind, Outcome};
 use crate::engine::{Call, Engine, Instance, Interrupt};
-use crate::host::Config;
 use crate::plugins::PluginSet;
 use crate::script_api::db::{Database, RequestScope};
 use crate::stats::Counters;
@@ -264,7 +265,7 @@ fn spawn_worker(shared: &Arc<Shared>, local: Local) {
         .name(format!("authhost-worker-{index}"))
         .spawn(move || {
             let engines = for_thread.engines.clone();
-            let db = Database::for_config(&for_thread.config);
+            let db = Database::at(&for_thread.config.db_location());
             let mut worker = Worker {
                 shared: for_thread,
                 index,

@@ -37,8 +37,7 @@ use notify::{RecommendedWatcher, RecursiveMode, Watcher};
 use crate::error::{Error, Result};
 use crate::plugins::find_plugin_files;
 
-/// The default quiet time after the last file event before a reload starts.
-pub const DEFAULT_DEBOUNCE: Duration = Duration::from_millis(50);
+pub use crate::config::DEFAULT_DEBOUNCE;
 
 /// However busy the files stay, a reload starts at the latest this long after the first
 /// event of a burst, so a file rewritten constantly cannot postpone reloads forever.

@@ -16,9 +16,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::config::Config;
 use crate::decision::{Callback, DecisionError, ScriptValue};
 use crate::error::Error;
-use crate::host::Config;
 
 #[cfg(feature = "lua")]
 pub mod lua;

@@ -12,7 +12,7 @@ use std::thread::Thread;
 use std::time::{Duration, Instant};
 
 use super::Shared;
-use crate::completion::timeout_message;
+use crate::decision::timeout_message;
 use crate::decision::ErrorKind;
 
 /// The longest the watchdog sleeps with no call running. Waking it is the workers' job;

@@ -212,80 +212,14 @@ pub fn parse_request(line: &[u8]) -> Result<Request, Box<Refusal>> {
     }
 }
 
-/// The names of a callback's params, in positional order.
-pub fn param_names(callback: Callback) -> &'static [&'static str] {
-    match callback {
-        Callback::UserSignup => &["signup_info", "node_info"],
-        Callback::UserLogin => &["login_info", "node_info"],
-        Callback::NewNode => &["node_info"],
-    }
-}
-
-/// A callback's arguments from JSON-RPC params: named (an object) or positional (an array).
-/// Each must be a string, or a JSON object or array, which is passed as its JSON text.
+/// A callback's arguments from JSON-RPC params (see [`crate::args::callback_args`]).
 ///
 /// # Failure
 ///
 /// An [`ErrorCode::InvalidParams`] error naming the missing, unknown or mistyped param.
 pub fn callback_args(callback: Callback, params: Option<&Value>) -> Result<[String; 2], RpcError> {
-    let names = param_names(callback);
-    let invalid = |message: String| RpcError::new(ErrorCode::InvalidParams, message);
-    let mut args = [String::new(), String::new()];
-    match params {
-        Some(Value::Object(named)) => {
-            for (slot, name) in args.iter_mut().zip(names) {
-                let value = named
-                    .get(*name)
-                    .ok_or_else(|| invalid(format!("missing param {name:?}")))?;
-                *slot = arg_text(name, value)?;
-            }
-            if let Some(unknown) = named.keys().find(|k| !names.contains(&k.as_str())) {
-                return Err(invalid(format!(
-                    "unknown param {unknown:?}: {} takes {}",
-                    callback.method_name(),
-                    names.join(", ")
-                )));
-            }
-        }
-        Some(Value::Array(positional)) => {
-            if positional.len() != names.len() {
-                return Err(invalid(format!(
-                    "{} takes {} params ({}), {} given",
-                    callback.method_name(),
-                    names.len(),
-                    names.join(", "),
-                    positional.len()
-                )));
-            }
-            for ((slot, name), value) in args.iter_mut().zip(names).zip(positional) {
-                *slot = arg_text(name, value)?;
-            }
-        }
-        Some(_) => return Err(invalid("params must be an object or an array".into())),
-        None => {
-            return Err(invalid(format!(
-                "missing params: {} takes {}",
-                callback.method_name(),
-                names.join(", ")
-            )))
-        }
-    }
-    Ok(args)
-}
-
-/// One argument's text: a string as it is, an object or array as its JSON text.
-fn arg_text(name: &str, value: &Value) -> Result<String, RpcError> {
-    match value {
-        Value::String(s) => Ok(s.clone()),
-        Value::Object(_) | Value::Array(_) => Ok(value.to_string()),
-        other => Err(RpcError::new(
-            ErrorCode::InvalidParams,
-            format!(
-                "param {name:?} must be a string (or a JSON object or array), not {}",
-                json_type(other)
-            ),
-        )),
-    }
+    crate::args::callback_args(callback, params)
+        .map_err(|message| RpcError::new(ErrorCode::InvalidParams, message))
 }
 
 /// `status` and `reload` take no params: none, or an empty object or array.
@@ -298,17 +232,6 @@ fn no_params(params: Option<&Value>) -> Result<(), RpcError> {
             ErrorCode::InvalidParams,
             "this method takes no params",
         )),
-    }
-}
-
-fn json_type(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }
 

@@ -18,11 +18,11 @@ use std::time::Instant;
 use mlua::chunk::ChunkMode;
 use mlua::{Function, HookTriggers, Lua, LuaOptions, MultiValue, StdLib, Table, Value, VmState};
 
-use crate::completion::timeout_message;
+use crate::config::Config;
+use crate::decision::timeout_message;
 use crate::decision::{Callback, DecisionError, ErrorKind, ScriptValue};
 use crate::engine::{Call, Engine, Instance, Language, PluginSource, Prepared};
 use crate::error::Error;
-use crate::host::Config;
 use crate::script_api::db::{Database, RequestScope};
 
 /// How many VM instructions run between two deadline checks. A check reads the clock
@@ -167,7 +167,7 @@ impl LuaInstance {
         .map_err(setup_error)?;
         sandbox::apply(&lua, clock.clone()).map_err(setup_error)?;
         // The worker's connection when built on a worker; a probe's own one in `prepare`.
-        let db = Database::for_config(config);
+        let db = Database::at(&config.db_location());
         let shared_api = api::shared(&lua, db.clone(), clock.clone()).map_err(setup_error)?;
 
         let mut functions = Vec::with_capacity(plugins.len());

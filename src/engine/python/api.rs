@@ -19,14 +19,6 @@ use pyo3::types::{PyByteArray, PyBytes, PyString, PyTuple};
 use crate::script_api::log::{self, Level};
 use crate::script_api::password;
 
-pyo3::create_exception!(
-    authhost,
-    PolicyTimeout,
-    pyo3::exceptions::PyBaseException,
-    "Raised into a policy that ran past its deadline. It derives from BaseException, so that \
-     `except Exception:` does not swallow it."
-);
-
 /// The tag of output written while no plugin runs on the thread (a thread a plugin started).
 const UNTAGGED: &str = "python";
 
@@ -76,7 +68,7 @@ pub(super) fn module(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
          authhost.db (the application database), authhost.hash_password and \
          authhost.verify_password.",
     )?;
-    module.add("PolicyTimeout", py.get_type::<PolicyTimeout>())?;
+    module.add("PolicyTimeout", py.get_type::<super::PolicyTimeout>())?;
     add_log(py, &module)?;
     super::db::add_db(py, &module)?;
     add_passwords(&module)?;

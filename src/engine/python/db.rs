@@ -22,7 +22,7 @@ use pyo3::types::{
     PyTuple,
 };
 
-use super::api::PolicyTimeout;
+use super::PolicyTimeout;
 use crate::script_api::db::{Database, DbError, Rows, TransactionLevel, Value};
 
 pyo3::create_exception!(

@@ -24,8 +24,8 @@ use crossbeam_channel::{Receiver, Sender};
 use pyo3::prelude::*;
 use pyo3::{ffi, PyTypeInfo};
 
-use super::api::PolicyTimeout;
 use super::thread::attached_for_life;
+use super::PolicyTimeout;
 use crate::engine::Interrupt;
 
 /// How often a timeout is raised again into a call that swallowed it.

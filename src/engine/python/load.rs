@@ -9,14 +9,15 @@ use std::time::Instant;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyModule};
 
-use super::api::{PluginScope, PolicyTimeout};
+use super::api::PluginScope;
 use super::interpreter::Interpreter;
 use super::interrupt::{load_ticket, Running, Target};
 use super::traceback::{full_traceback, OwnCode, Raised};
+use super::PolicyTimeout;
+use crate::config::Config;
 use crate::decision::Callback;
 use crate::engine::PluginSource;
 use crate::error::Error;
-use crate::host::Config;
 use crate::script_api::db::{Database, RequestScope};
 use crate::script_api::log::{self, Level};
 
@@ -79,7 +80,7 @@ pub(super) fn load(
         target: Target::current_thread(),
         config,
         own: &own,
-        db: Database::for_config(config),
+        db: Database::at(&config.db_location()),
     };
     let files = sources
         .iter()
@@ -254,9 +255,6 @@ impl<'py> Loading<'_, 'py> {
     }
 }
 
-/// How the names of plugin modules begin.
-pub(super) const PLUGIN_MODULE_PREFIX: &str = "_authhost_plugin_";
-
 /// The line a function's code begins on, for messages about it.
 fn first_line(value: &Bound<'_, PyAny>) -> Option<u32> {
     value
@@ -277,7 +275,7 @@ fn module_name(path: &Path) -> String {
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
         .collect();
-    format!("{PLUGIN_MODULE_PREFIX}{stem}")
+    format!("{}{stem}", super::PLUGIN_MODULE_PREFIX)
 }
 
 #[cfg(test)]

@@ -32,18 +32,29 @@ use std::time::{Duration, Instant};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyFloat, PyInt, PyString};
 
-use self::api::{PluginScope, PolicyTimeout};
+use self::api::PluginScope;
 use self::interpreter::LoadLock;
 use self::interrupt::{Running, Target, TargetInterrupt};
 use self::load::Plugins;
 use self::traceback::{full_traceback, Raised};
-use crate::completion::timeout_message;
+use crate::config::Config;
+use crate::decision::timeout_message;
 use crate::decision::{Callback, DecisionError, ErrorKind, ScriptValue};
 use crate::engine::{Call, Engine, Instance, Interrupt, Language, PluginSource, Prepared};
 use crate::error::Error;
-use crate::host::Config;
 use crate::script_api::db::Database;
 use crate::script_api::log::{self, Level};
+
+pyo3::create_exception!(
+    authhost,
+    PolicyTimeout,
+    pyo3::exceptions::PyBaseException,
+    "Raised into a policy that ran past its deadline. It derives from BaseException, so that \
+     `except Exception:` does not swallow it."
+);
+
+/// How the names of plugin modules begin.
+const PLUGIN_MODULE_PREFIX: &str = "_authhost_plugin_";
 
 /// Runs `.py` plugins in the process's CPython interpreter.
 pub struct PythonEngine {
@@ -124,7 +135,7 @@ impl Prepared for PreparedPython {
             interrupt: Arc::new(TargetInterrupt(target.clone())),
             target,
             timeout: config.timeout,
-            _db: Database::for_config(config),
+            _db: Database::at(&config.db_location()),
             held: None,
         }))
     }

@@ -160,7 +160,7 @@ fn type_name(ty: &Bound<'_, PyType>) -> String {
         // name is the engine's, not something the author wrote.
         Ok(module) => {
             let module = module.to_string_lossy();
-            if module == "builtins" || module.starts_with(super::load::PLUGIN_MODULE_PREFIX) {
+            if module == "builtins" || module.starts_with(super::PLUGIN_MODULE_PREFIX) {
                 name
             } else {
                 format!("{module}.{name}")

@@ -300,18 +300,14 @@ mod tests {
 
     use rusqlite::Connection;
 
-    use super::super::{Database, RequestScope, Value};
+    use super::super::{Database, DatabaseScope, Location, RequestScope, Value};
     use super::Statement;
-    use crate::host::Config;
 
     /// A database file with a users table holding alice, and this thread's handle to it.
-    fn users_db() -> (tempfile::TempDir, Config, Database) {
+    fn users_db() -> (tempfile::TempDir, Location, Database) {
         let dir = tempfile::tempdir().unwrap();
-        let config = Config {
-            db: dir.path().join("app.db"),
-            ..Config::default()
-        };
-        let db = Database::for_config(&config);
+        let location = Location::new(dir.path().join("app.db"), DatabaseScope::default());
+        let db = Database::at(&location);
         in_worker_request(&db, || {
             db.exec(
                 "CREATE TABLE users(id INTEGER PRIMARY KEY, name TEXT UNIQUE);
@@ -320,7 +316,7 @@ mod tests {
             )
             .unwrap();
         });
-        (dir, config, db)
+        (dir, location, db)
     }
 
     fn in_worker_request<T>(db: &Database, f: impl FnOnce() -> T) -> T {
@@ -343,8 +339,8 @@ mod tests {
     }
 
     /// Another connection to the same file, as another process would have.
-    fn other_connection(config: &Config) -> Connection {
-        let connection = Connection::open(&config.db).unwrap();
+    fn other_connection(location: &Location) -> Connection {
+        let connection = Connection::open(&location.path).unwrap();
         connection.busy_timeout(Duration::ZERO).unwrap();
         connection
     }
@@ -360,14 +356,14 @@ mod tests {
 
     #[test]
     fn a_kept_snapshot_sees_every_commit_made_since() {
-        let (_dir, config, db) = users_db();
+        let (_dir, location, db) = users_db();
         assert_eq!(in_worker_request(&db, || id_of(&db, "bob")), None);
         assert!(
             holds_snapshot(&db),
             "the worker's read snapshot was not kept"
         );
         assert_eq!(in_worker_request(&db, || id_of(&db, "alice")), Some(1));
-        other_connection(&config)
+        other_connection(&location)
             .execute("INSERT INTO users(name) VALUES ('bob')", [])
             .unwrap();
         assert_eq!(in_worker_request(&db, || id_of(&db, "bob")), Some(2));
@@ -376,11 +372,11 @@ mod tests {
 
     #[test]
     fn a_commit_from_another_process_is_seen() {
-        let (_dir, config, db) = users_db();
+        let (_dir, location, db) = users_db();
         assert_eq!(in_worker_request(&db, || id_of(&db, "bob")), None);
         assert!(holds_snapshot(&db));
         let shell = std::process::Command::new("sqlite3")
-            .arg(&config.db)
+            .arg(&location.path)
             .arg("INSERT INTO users(name) VALUES ('bob')")
             .output()
             .expect("the sqlite3 shell (scripts/setup installs it)");
@@ -390,8 +386,8 @@ mod tests {
 
     #[test]
     fn an_idle_worker_lets_checkpoints_finish() {
-        let (_dir, config, db) = users_db();
-        let other = other_connection(&config);
+        let (_dir, location, db) = users_db();
+        let other = other_connection(&location);
         other
             .execute("INSERT INTO users(name) VALUES ('bob')", [])
             .unwrap();
@@ -407,7 +403,7 @@ mod tests {
 
     #[test]
     fn writes_end_the_snapshot_and_commit_at_once() {
-        let (_dir, config, db) = users_db();
+        let (_dir, location, db) = users_db();
         in_worker_request(&db, || {
             assert_eq!(id_of(&db, "alice"), Some(1));
             assert!(
@@ -420,7 +416,7 @@ mod tests {
             db.transaction(|| db.exec("INSERT INTO users(name) VALUES ('carol')", &[]))
                 .unwrap();
         });
-        let other = other_connection(&config);
+        let other = other_connection(&location);
         let count: i64 = other
             .query_row("SELECT count(*) FROM users", [], |row| row.get(0))
             .unwrap();

@@ -1,0 +1,59 @@
+//! [`Config`]: a host's settings, read by every layer below the host (the pool, the plugin
+//! loader, the engines). It sits below them all, so that none of them imports the host.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::script_api::db::{DatabaseScope, Location};
+
+/// The default quiet time after the last file event before a watched reload starts.
+pub const DEFAULT_DEBOUNCE: Duration = Duration::from_millis(50);
+
+/// A host's settings. [`HostBuilder`](crate::HostBuilder) fills it; engines and workers
+/// read it.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Config {
+    /// A plugin file, or a directory of them.
+    pub plugins: PathBuf,
+    /// The application's SQLite database; `:memory:` is one in-memory database shared by the
+    /// whole process.
+    pub db: PathBuf,
+    /// How many worker threads answer requests.
+    pub workers: usize,
+    /// Time from submission to decision, queue wait included.
+    pub timeout: Duration,
+    /// Queue places per worker; past them requests are refused as overloaded.
+    pub queue_per_worker: usize,
+    /// Memory limit of each Lua interpreter, in bytes.
+    pub lua_memory_limit: usize,
+    /// Whether to watch the plugins path and reload on changes (see [`crate::Host::watch_plugins`]).
+    pub watch: bool,
+    /// Quiet time after the last file change before a watched reload starts.
+    pub watch_debounce: Duration,
+    /// Names this configuration's `:memory:` database and keeps it alive; clones share it.
+    pub db_scope: DatabaseScope,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            plugins: PathBuf::from("plugins"),
+            db: PathBuf::from("authhost.db"),
+            workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            timeout: Duration::from_millis(2000),
+            queue_per_worker: 1024,
+            lua_memory_limit: 64 << 20,
+            watch: false,
+            watch_debounce: DEFAULT_DEBOUNCE,
+            db_scope: Default::default(),
+        }
+    }
+}
+
+impl Config {
+    /// Where the database layer finds this configuration's database.
+    pub fn db_location(&self) -> Location {
+        Location::new(self.db.clone(), self.db_scope.clone())
+    }
+}
