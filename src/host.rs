@@ -14,7 +14,6 @@
 //! ```
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -115,9 +114,6 @@ impl HostBuilder {
                 config,
                 engines,
                 pool,
-                generations: AtomicU64::new(1),
-                reload: Mutex::new(ReloadState::default()),
-                loading: Mutex::new(()),
                 watcher: Mutex::new(None),
             }),
         };
@@ -128,24 +124,11 @@ impl HostBuilder {
     }
 }
 
-#[derive(Default)]
-struct ReloadState {
-    last_error: Option<String>,
-    reloads: u64,
-    failures: u64,
-    /// When the last reload, good or failed, finished.
-    last_reload_at: Option<SystemTime>,
-}
-
 struct Inner {
     config: Config,
     engines: Vec<Arc<dyn Engine>>,
+    /// The workers, and the live set they follow.
     pool: Pool,
-    generations: AtomicU64,
-    /// Keeps the reloads' outcome for `status`.
-    reload: Mutex<ReloadState>,
-    /// Serializes reloads, without making `status` wait for a load in progress.
-    loading: Mutex<()>,
     /// The file watcher, while watching. It holds only a `Weak` to this `Inner`, so it does
     /// not keep the host alive; dropping `Inner` stops it.
     watcher: Mutex<Option<PluginWatcher>>,
@@ -272,7 +255,7 @@ impl Host {
 
     /// The live plugin set.
     pub fn plugin_set(&self) -> Arc<PluginSet> {
-        self.inner.pool.shared().sets.load_full()
+        self.inner.pool.live().current()
     }
 
     /// Loads the plugins afresh, off to the side, and makes the new set live if it loads.
@@ -283,28 +266,13 @@ impl Host {
     /// The load error (`FILE:LINE: message`); the running set stays live, and `status`
     /// shows the error as `last_error` until a later load succeeds.
     pub fn reload(&self) -> Result<Status> {
-        let loading = self.inner.loading.lock().unwrap_or_else(|e| e.into_inner());
-        let generation = self.inner.generations.load(Ordering::Acquire) + 1;
-        let loaded = PluginSet::load(&self.inner.engines, &self.inner.config, generation);
-        let mut state = self.inner.reload.lock().unwrap_or_else(|e| e.into_inner());
-        state.last_reload_at = Some(SystemTime::now());
-        match loaded {
-            Ok(set) => {
-                self.inner.pool.shared().publish(Arc::new(set));
-                self.inner.generations.store(generation, Ordering::Release);
-                state.reloads += 1;
-                state.last_error = None;
-                log::info!("plugin set generation {generation} is live");
-            }
-            Err(e) => {
-                state.failures += 1;
-                state.last_error = Some(e.to_string());
-                log::error!("reload failed, keeping generation {}: {e}", generation - 1);
-                return Err(e);
-            }
-        }
-        drop(state);
-        drop(loading);
+        let Inner {
+            engines, config, ..
+        } = &*self.inner;
+        self.inner
+            .pool
+            .live()
+            .reload(|generation| PluginSet::load(engines, config, generation))?;
         Ok(self.status())
     }
 
@@ -364,22 +332,22 @@ impl Host {
 
     /// The host's state: the live set, the last load error, and counters.
     pub fn status(&self) -> Status {
-        let set = self.plugin_set();
-        let reload = self.inner.reload.lock().unwrap_or_else(|e| e.into_inner());
-        let shared = self.inner.pool.shared();
+        let pool = &self.inner.pool;
+        let set = pool.live().current();
+        let reload = pool.live().history();
         Status {
-            ready: !shared.is_closing(),
+            ready: !pool.is_closing(),
             generation: set.generation(),
             loaded_at: set.loaded_at(),
             workers: self.inner.pool.workers(),
             plugins: set.plugins().to_vec(),
-            last_error: reload.last_error.clone(),
+            last_error: reload.last_error,
             reloads: reload.reloads,
             reload_failures: reload.failures,
             last_reload_at: reload.last_reload_at,
             watching: self.is_watching(),
-            queued: shared.queued(),
-            counters: shared.counters.to_json(),
+            queued: pool.queued(),
+            counters: pool.counters_json(),
         }
     }
 

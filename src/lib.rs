@@ -37,6 +37,7 @@ pub mod engine;
 pub mod error;
 pub mod ffi;
 pub mod host;
+mod live_set;
 pub mod plugins;
 mod pool;
 pub mod reload;
