@@ -52,6 +52,8 @@ pub enum AuthhostResult {
     /// A string argument was not valid UTF-8.
     InvalidUtf8 = 2,
     /// The configuration JSON was malformed or unusable.
+    #[allow(dead_code)]
+    // In the C header for callers that switch on it; `authhost_open` reports configuration errors through its error string.
     InvalidConfig = 3,
     /// The plugin set did not load.
     LoadFailed = 4,

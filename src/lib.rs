@@ -26,22 +26,29 @@
 //! ```
 
 #![warn(missing_docs)]
+#![deny(clippy::undocumented_unsafe_blocks, unsafe_op_in_unsafe_fn)]
 
 mod args;
 pub mod cases;
 mod completion;
-pub mod config;
-pub mod decision;
+mod config;
+mod decision;
 pub mod decision_log;
+#[cfg(not(feature = "internals"))]
+mod engine;
+/// The engines' trait and the built-in engines, public only for authhost's own benchmarks
+/// (feature `internals`): not a stable API.
+#[cfg(feature = "internals")]
+#[doc(hidden)]
 pub mod engine;
-pub mod error;
-pub mod ffi;
-pub mod host;
+mod error;
+mod ffi;
+mod host;
 mod live_set;
-pub mod plugins;
+mod plugins;
 mod pool;
-pub mod reload;
-pub mod script_api;
+mod reload;
+mod script_api;
 pub mod serve;
 pub mod settings;
 pub mod sqlite;

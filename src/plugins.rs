@@ -72,6 +72,16 @@ impl PluginSet {
         &self.prepared
     }
 
+    /// Loads every plugin under `config.plugins` with the built-in engines, as a first
+    /// generation, to check a set without starting a host (`authhost check`).
+    ///
+    /// # Failure
+    ///
+    /// As [`PluginSet::load`].
+    pub fn check(config: &Config) -> Result<PluginSet> {
+        PluginSet::load(&crate::engine::builtin_engines(), config, 1)
+    }
+
     /// Loads every plugin under `config.plugins` with the given engines, as generation
     /// `generation`.
     ///
@@ -80,7 +90,7 @@ impl PluginSet {
     /// Returns the first load error: an unreadable path, a file that does not compile or
     /// whose `setup()` fails (`FILE:LINE: message`), a language this build lacks, or a
     /// callback defined by two plugins (naming both files).
-    pub fn load(
+    pub(crate) fn load(
         engines: &[Arc<dyn Engine>],
         config: &Config,
         generation: u64,

@@ -37,8 +37,6 @@ use notify::{RecommendedWatcher, RecursiveMode, Watcher};
 use crate::error::{Error, Result};
 use crate::plugins::find_plugin_files;
 
-pub use crate::config::DEFAULT_DEBOUNCE;
-
 /// However busy the files stay, a reload starts at the latest this long after the first
 /// event of a burst, so a file rewritten constantly cannot postpone reloads forever.
 const MAX_DELAY_WINDOWS: u32 = 20;
@@ -255,6 +253,7 @@ fn has_empty_plugin(plugins: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::DEFAULT_DEBOUNCE;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
 

@@ -72,27 +72,33 @@ impl Drop for Done {
 /// # Safety
 /// `storage` holds an `F` written by [`Done::new`], which this moves out.
 unsafe fn call_inline<F: FnOnce(Outcome)>(storage: *mut Storage, outcome: Outcome) {
-    let f = storage.cast::<F>().read();
+    // SAFETY: the caller guarantees `storage` holds an `F`, moved out exactly once here.
+    let f = unsafe { storage.cast::<F>().read() };
     f(outcome)
 }
 
 /// # Safety
 /// `storage` holds an `F` written by [`Done::new`], which this drops.
 unsafe fn drop_inline<F>(storage: *mut Storage) {
-    storage.cast::<F>().drop_in_place()
+    // SAFETY: the caller guarantees `storage` holds an `F`, dropped exactly once here.
+    unsafe { storage.cast::<F>().drop_in_place() }
 }
 
 /// # Safety
 /// `storage` holds a pointer from `Box::into_raw`, which this takes back.
 unsafe fn call_boxed<F: FnOnce(Outcome)>(storage: *mut Storage, outcome: Outcome) {
-    let f = Box::from_raw(storage.cast::<*mut F>().read());
+    // SAFETY: the caller guarantees `storage` holds a pointer from `Box::into_raw`, taken
+    // back exactly once here.
+    let f = unsafe { Box::from_raw(storage.cast::<*mut F>().read()) };
     f(outcome)
 }
 
 /// # Safety
 /// `storage` holds a pointer from `Box::into_raw`, which this takes back.
 unsafe fn drop_boxed<F>(storage: *mut Storage) {
-    drop(Box::from_raw(storage.cast::<*mut F>().read()))
+    // SAFETY: the caller guarantees `storage` holds a pointer from `Box::into_raw`, taken
+    // back exactly once here.
+    drop(unsafe { Box::from_raw(storage.cast::<*mut F>().read()) })
 }
 
 #[cfg(test)]

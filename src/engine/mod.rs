@@ -87,6 +87,7 @@ pub struct Call<'a> {
     /// When the request's time runs out.
     pub deadline: Instant,
     /// Identifies this call to the engine's [`Interrupt`].
+    #[cfg_attr(not(feature = "python"), allow(dead_code))] // Only Python's interrupts use it.
     pub ticket: u64,
 }
 

@@ -120,6 +120,7 @@ impl Service {
     }
 
     fn signal(&self, signal: libc::c_int) {
+        // SAFETY: kill(2) takes plain integers; the pid is our own child's.
         let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, signal) };
         assert_eq!(rc, 0, "kill({signal})");
     }

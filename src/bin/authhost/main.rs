@@ -19,7 +19,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use authhost::{engine::builtin_engines, Callback, Host, HostBuilder, PluginSet};
+use authhost::{Callback, Host, HostBuilder, PluginSet};
 use clap::{Args, Parser, Subcommand};
 
 /// Runs Lua and Python authorization policies for a replicated database.
@@ -166,7 +166,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 fn check(options: &HostOptions) -> ExitCode {
     let config = options.builder(Some(1)).config().clone();
-    match PluginSet::load(&builtin_engines(), &config, 1) {
+    match PluginSet::check(&config) {
         Ok(set) => {
             for plugin in set.plugins() {
                 let callbacks: Vec<&str> =

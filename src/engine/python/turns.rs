@@ -58,7 +58,9 @@ impl Turns {
     /// state returned is given back with [`Turns::give_back`] on the same thread.
     pub unsafe fn take(&self) -> PyGILState_STATE {
         self.waiting.fetch_add(1, Ordering::SeqCst);
-        let state = PyGILState_Ensure();
+        // SAFETY: the caller guarantees an initialized interpreter and that this thread does
+        // not hold the GIL.
+        let state = unsafe { PyGILState_Ensure() };
         self.waiting.fetch_sub(1, Ordering::SeqCst);
         self.taken.fetch_add(1, Ordering::SeqCst);
         state
@@ -73,7 +75,8 @@ impl Turns {
         // Read while holding the GIL: every earlier taker has counted itself by now.
         let taken = self.taken.load(Ordering::SeqCst);
         let someone_waits = how == GiveBack::HandOver && self.waiting.load(Ordering::SeqCst) > 0;
-        PyGILState_Release(state);
+        // SAFETY: the caller guarantees `state` comes from `take` on this thread.
+        unsafe { PyGILState_Release(state) };
         if someone_waits {
             self.wait_until_taken_after(taken);
         }
@@ -124,16 +127,21 @@ mod tests {
         let other = std::thread::spawn({
             let order = order.clone();
             move || {
+                // SAFETY: a new thread holds no GIL; the take is given back below.
                 let state = unsafe { turns.take() };
                 order.lock().unwrap().push("b's run");
+                // SAFETY: `state` was taken on this thread just above.
                 unsafe { turns.give_back(state, GiveBack::Drop) };
             }
         });
         until_waiting(turns, 1);
+        // SAFETY: `first` was taken on this thread.
         unsafe { turns.give_back(first, GiveBack::HandOver) };
         // Handed over: b has the GIL (or has had it) before a asks again.
+        // SAFETY: this thread gave the GIL back just above.
         let second = unsafe { turns.take() };
         order.lock().unwrap().push("a's second run");
+        // SAFETY: `second` was taken on this thread.
         unsafe { turns.give_back(second, GiveBack::Drop) };
         other.join().unwrap();
         assert_eq!(
@@ -149,7 +157,9 @@ mod tests {
         let turns: &'static Turns = Box::leak(Box::new(Turns::new(Duration::from_secs(30))));
         let started = Instant::now();
         for _ in 0..3 {
+            // SAFETY: this thread does not hold the GIL between turns.
             let state = unsafe { turns.take() };
+            // SAFETY: `state` was taken on this thread just above.
             unsafe { turns.give_back(state, GiveBack::HandOver) };
         }
         assert_eq!(turns.taken.load(Ordering::SeqCst), 3);

@@ -87,6 +87,7 @@ impl Database {
     /// # Failure
     ///
     /// `body`'s error, or the database's.
+    #[cfg(test)]
     pub fn transaction<T, E: From<DbError>>(
         &self,
         body: impl FnOnce() -> Result<T, E>,
@@ -156,10 +157,3 @@ impl Database {
 /// One level of [`Database::begin`]: 1 is the transaction, more are savepoints inside it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TransactionLevel(pub(super) u32);
-
-impl TransactionLevel {
-    /// 1 for the transaction itself, 2 and up for savepoints inside it.
-    pub fn depth(self) -> u32 {
-        self.0
-    }
-}
