@@ -24,6 +24,39 @@
 //! println!("{}", outcome.to_json());
 //! # Ok::<(), authhost::Error>(())
 //! ```
+//!
+//! ## The public API
+//!
+//! What contract §9 names: [`Host`] and its [`HostBuilder`], the decisions and their
+//! errors ([`Outcome`], [`UserDecision`], [`NodeDecision`], [`DecisionError`], [`Error`]),
+//! [`Status`], [`PluginSet`]; the SQL functions ([`sqlite`]); the service ([`serve`], with its
+//! decision log, [`decision_log`]); settings from JSON or the environment ([`settings`], for
+//! the C ABI and the SQLite extension); policy test cases ([`cases`]). The C ABI (`authhost_*`,
+//! `include/authhost.h`) is exported by the shared library. Everything else is internal;
+//! `ARCHITECTURE.md` follows a request through it.
+//!
+//! ## Cargo features
+//!
+//! `lua`, `python` (an engine each), `bundled` (SQLite compiled in) and `cli` (the `authhost`
+//! binary's own dependencies) are on by default. An embedder that wants neither the binary's
+//! dependencies nor libpython asks for `default-features = false, features = ["lua",
+//! "bundled"]`.
+//!
+//! ## Unsafe code
+//!
+//! Every unsafe block says why it is sound (`clippy::undocumented_unsafe_blocks` and
+//! `unsafe_op_in_unsafe_fn` are denied). It lives in these modules only:
+//!
+//! - `ffi`: the C ABI, which takes raw pointers from C callers by its nature;
+//! - `completion/done.rs`: an inline, type-erased `FnOnce` (so a completion allocates
+//!   nothing);
+//! - `args.rs`: two `&str`s read back from the inline buffer they were copied into;
+//! - `engine/python` (`turns.rs`, `thread.rs`, `interrupt.rs`, `interpreter.rs`, `mod.rs`):
+//!   taking and handing over the GIL through CPython's C API, and raising the timeout into a
+//!   thread, which pyo3 has no safe call for;
+//! - `script_api/db/snapshot.rs`: reading the WAL index header that SQLite maps, to keep a
+//!   read snapshot while nothing changed;
+//! - `script_api/password/memory.rs`: argon2's working memory, mapped in huge pages.
 
 #![warn(missing_docs)]
 #![deny(clippy::undocumented_unsafe_blocks, unsafe_op_in_unsafe_fn)]
@@ -36,8 +69,8 @@ mod decision;
 pub mod decision_log;
 #[cfg(not(feature = "internals"))]
 mod engine;
-/// The engines' trait and the built-in engines, public only for authhost's own benchmarks
-/// (feature `internals`): not a stable API.
+// The engines' trait and the built-in engines, public only for authhost's own benchmarks
+// (feature `internals`): not a stable API.
 #[cfg(feature = "internals")]
 #[doc(hidden)]
 pub mod engine;

@@ -77,7 +77,9 @@ impl PluginSet {
     ///
     /// # Failure
     ///
-    /// As [`PluginSet::load`].
+    /// The first load error: an unreadable path, a file that does not compile or whose
+    /// `setup()` fails (`FILE:LINE: message`), a language this build lacks, or a callback
+    /// defined by two plugins (naming both files).
     pub fn check(config: &Config) -> Result<PluginSet> {
         PluginSet::load(&crate::engine::builtin_engines(), config, 1)
     }

@@ -212,7 +212,8 @@ pub fn parse_request(line: &[u8]) -> Result<Request, Box<Refusal>> {
     }
 }
 
-/// A callback's arguments from JSON-RPC params (see [`crate::args::callback_args`]).
+/// A callback's arguments from JSON-RPC params: named (an object) or positional (an array).
+/// Each must be a string, or a JSON object or array, which is passed as its JSON text.
 ///
 /// # Failure
 ///

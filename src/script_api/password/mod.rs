@@ -6,7 +6,9 @@
 //! imported from another system keep their passwords. Both compare in constant time (the
 //! RustCrypto `password-hash` output comparison and bcrypt's `subtle::ct_eq`).
 //!
-//! ```
+//! (Not run as a doctest: the module is internal; the unit tests below check the same.)
+//!
+//! ```ignore
 //! use authhost::script_api::password::{hash_password, verify_password};
 //!
 //! let hash = hash_password(b"correct horse")?;
