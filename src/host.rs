@@ -52,6 +52,12 @@ pub struct Config {
     pub watch_debounce: Duration,
     /// Names this configuration's `:memory:` database and keeps it alive; clones share it.
     pub db_scope: crate::script_api::db::DatabaseScope,
+    /// A session's default inactivity timeout (`--session-idle`, see [`crate::sessions`]).
+    pub session_idle: Duration,
+    /// A session's absolute lifetime (`--session-max`).
+    pub session_max: Duration,
+    /// This host's session counters, for `status`; clones share them.
+    pub session_counters: Arc<crate::sessions::Counters>,
 }
 
 impl Default for Config {
@@ -66,6 +72,9 @@ impl Default for Config {
             watch: false,
             watch_debounce: DEFAULT_DEBOUNCE,
             db_scope: Default::default(),
+            session_idle: crate::sessions::DEFAULT_IDLE,
+            session_max: crate::sessions::DEFAULT_MAX,
+            session_counters: Default::default(),
         }
     }
 }
@@ -127,6 +136,18 @@ impl HostBuilder {
         self
     }
 
+    /// A session's default inactivity timeout (default 300 s).
+    pub fn session_idle(mut self, idle: Duration) -> Self {
+        self.config.session_idle = idle;
+        self
+    }
+
+    /// A session's absolute lifetime (default 12 h).
+    pub fn session_max(mut self, max: Duration) -> Self {
+        self.config.session_max = max;
+        self
+    }
+
     /// The configuration so far.
     pub fn config(&self) -> &Config {
         &self.config
@@ -146,6 +167,13 @@ impl HostBuilder {
         if config.timeout.is_zero() {
             return Err(Error::Config("the timeout must be more than 0 ms".into()));
         }
+        if config.session_idle.is_zero() || config.session_max.is_zero() {
+            return Err(Error::Config(
+                "--session-idle and --session-max must be more than 0 s".into(),
+            ));
+        }
+        let sessions = crate::sessions::Store::for_config(&config)
+            .map_err(|e| Error::Config(e.to_string()))?;
         let engines = builtin_engines();
         let set = Arc::new(PluginSet::load(&engines, &config, 1)?);
         let pool = Pool::start(config.clone(), engines.clone(), set);
@@ -159,6 +187,8 @@ impl HostBuilder {
                 reload: Mutex::new(ReloadState::default()),
                 loading: Mutex::new(()),
                 watcher: Mutex::new(None),
+                purge: crate::host_sessions::start_purge(sessions.clone()),
+                sessions,
             }),
         };
         if watch {
@@ -189,6 +219,11 @@ struct Inner {
     /// The file watcher, while watching. It holds only a `Weak` to this `Inner`, so it does
     /// not keep the host alive; dropping `Inner` stops it.
     watcher: Mutex<Option<PluginWatcher>>,
+    /// Sessions, limits and state in the policy database (see [`crate::sessions`]).
+    sessions: crate::sessions::Store,
+    /// Stops the background purge of expired sessions when dropped.
+    #[allow(dead_code)]
+    purge: crate::host_sessions::PurgeGuard,
 }
 
 /// The authorization host: a live plugin set and the workers that run it.
@@ -209,6 +244,11 @@ impl Host {
     /// The configuration the host runs with.
     pub fn config(&self) -> &Config {
         &self.inner.config
+    }
+
+    /// The host's sessions, limits and state (see [`crate::sessions`]).
+    pub fn sessions(&self) -> &crate::sessions::Store {
+        &self.inner.sessions
     }
 
     /// Asks `on_user_signup(signup_info, node_info)` and waits for the decision.
@@ -420,6 +460,7 @@ impl Host {
             watching: self.is_watching(),
             queued: shared.queued(),
             counters: shared.counters.to_json(),
+            sessions: self.inner.sessions.counters().to_json(),
         }
     }
 
@@ -459,6 +500,8 @@ pub struct Status {
     pub queued: usize,
     /// Requests per callback, decisions per kind, timeouts, refusals.
     pub counters: Value,
+    /// Sessions opened, refreshed, expired and cleared, and throttled requests.
+    pub sessions: Value,
 }
 
 impl Status {
@@ -493,6 +536,7 @@ impl Status {
             "watching": self.watching,
             "queued": self.queued,
             "counters": self.counters,
+            "sessions": self.sessions,
         })
     }
 }
