@@ -815,7 +815,9 @@ fn without_deadline<T>(f: impl FnOnce() -> T) -> T {
     result
 }
 
-fn deadline() -> Option<Instant> {
+/// The deadline of the request running on this thread, if any (bindings of other stores
+/// bound their waits by it too).
+pub(crate) fn deadline() -> Option<Instant> {
     DEADLINE.with(|d| d.get())
 }
 

@@ -114,6 +114,22 @@ pub struct Store {
     counters: std::sync::Arc<Counters>,
 }
 
+thread_local! {
+    /// The store of the host whose worker runs on this thread, for bindings that cannot hold
+    /// one themselves (Python's module is shared by every worker).
+    static THREAD_STORE: std::cell::RefCell<Option<Store>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Makes `store` this thread's store (see [`thread_store`]).
+pub(crate) fn bind_to_thread(store: Store) {
+    THREAD_STORE.with(|s| *s.borrow_mut() = Some(store));
+}
+
+/// The store last bound to this thread, if any.
+pub(crate) fn thread_store() -> Option<Store> {
+    THREAD_STORE.with(|s| s.borrow().clone())
+}
+
 fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)

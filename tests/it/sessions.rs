@@ -16,9 +16,35 @@ use serde_json::{json, Value};
 
 const PATIENCE: Duration = Duration::from_secs(120);
 
-fn policy() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/policies/sessions/login.lua")
+fn policy(file: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/policies/sessions")
+        .join(file)
 }
+
+/// Each scenario runs once with the Lua policy and once with its Python twin.
+macro_rules! in_both_languages {
+    ($($name:ident),* $(,)?) => {
+        mod lua_policy {
+            $(#[test] fn $name() { super::$name(&super::policy("login.lua")) })*
+        }
+        #[cfg(feature = "python")]
+        mod python_policy {
+            $(#[test] fn $name() { super::$name(&super::policy("login.py")) })*
+        }
+    };
+}
+
+in_both_languages!(
+    auth_then_token_then_clear_then_refused,
+    idle_timeout_and_absolute_lifetime_expire_tokens,
+    two_processes_share_tokens_and_limits,
+    throttling_stops_password_checks_and_is_counted,
+    tokens_are_never_stored_or_logged_in_clear,
+    concurrent_auth_calls_never_share_a_token,
+    a_nonce_is_taken_exactly_once_by_workers_of_two_processes,
+    a_policy_opens_checks_and_closes_a_session,
+);
 
 /// An `authhost serve` on a Unix socket in `dir`, on the database `db`; killed on drop.
 struct Service {
@@ -28,7 +54,7 @@ struct Service {
 }
 
 impl Service {
-    fn start(dir: &Path, name: &str, db: &Path, extra: &[&str]) -> Service {
+    fn start(policy: &Path, dir: &Path, name: &str, db: &Path, extra: &[&str]) -> Service {
         let socket = dir.join(name);
         let mut child = Command::new(env!("CARGO_BIN_EXE_authhost"))
             .arg("serve")
@@ -39,7 +65,7 @@ impl Service {
             .args(["--workers", "2", "--timeout-ms", "30000", "--no-watch"])
             .args(["--log-level", "debug"])
             .arg("--plugins")
-            .arg(policy())
+            .arg(policy)
             .args(extra)
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
@@ -149,10 +175,9 @@ fn password_checks(db: &Path) -> i64 {
         .unwrap()
 }
 
-#[test]
-fn auth_then_token_then_clear_then_refused() {
+fn auth_then_token_then_clear_then_refused(policy: &Path) {
     let dir = tempfile::tempdir().unwrap();
-    let service = Service::start(dir.path(), "s", &dir.path().join("p.db"), &[]);
+    let service = Service::start(policy, dir.path(), "s", &dir.path().join("p.db"), &[]);
     let mut conn = service.connect();
 
     let wrong = conn.auth("alice", "wrong");
@@ -222,12 +247,11 @@ fn auth_then_token_then_clear_then_refused() {
     );
 }
 
-#[test]
-fn idle_timeout_and_absolute_lifetime_expire_tokens() {
+fn idle_timeout_and_absolute_lifetime_expire_tokens(policy: &Path) {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("p.db");
     // Idle after 1 s.
-    let idle = Service::start(dir.path(), "idle", &db, &["--session-idle", "1"]);
+    let idle = Service::start(policy, dir.path(), "idle", &db, &["--session-idle", "1"]);
     let mut conn = idle.connect();
     let token = token_of(&conn.auth("alice", "right"));
     assert_eq!(conn.token(&token)["code"], 42);
@@ -238,6 +262,7 @@ fn idle_timeout_and_absolute_lifetime_expire_tokens() {
 
     // Used every 0.5 s, well within its 4 s idle timeout, it still ends at its 6 s lifetime.
     let max = Service::start(
+        policy,
         dir.path(),
         "max",
         &db,
@@ -261,12 +286,11 @@ fn idle_timeout_and_absolute_lifetime_expire_tokens() {
     panic!("the token outlived its absolute lifetime");
 }
 
-#[test]
-fn two_processes_share_tokens_and_limits() {
+fn two_processes_share_tokens_and_limits(policy: &Path) {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("p.db");
-    let one = Service::start(dir.path(), "one", &db, &[]);
-    let two = Service::start(dir.path(), "two", &db, &[]);
+    let one = Service::start(policy, dir.path(), "one", &db, &[]);
+    let two = Service::start(policy, dir.path(), "two", &db, &[]);
     let (mut a, mut b) = (one.connect(), two.connect());
 
     let token = token_of(&a.auth("alice", "right"));
@@ -288,11 +312,10 @@ fn two_processes_share_tokens_and_limits() {
     );
 }
 
-#[test]
-fn throttling_stops_password_checks_and_is_counted() {
+fn throttling_stops_password_checks_and_is_counted(policy: &Path) {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("p.db");
-    let service = Service::start(dir.path(), "s", &db, &[]);
+    let service = Service::start(policy, dir.path(), "s", &db, &[]);
     let mut conn = service.connect();
     for _ in 0..3 {
         assert_refused(&conn.auth("carol", "wrong"));
@@ -313,11 +336,10 @@ fn throttling_stops_password_checks_and_is_counted() {
     assert_eq!(password_checks(&db), 8);
 }
 
-#[test]
-fn tokens_are_never_stored_or_logged_in_clear() {
+fn tokens_are_never_stored_or_logged_in_clear(policy: &Path) {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("p.db");
-    let service = Service::start(dir.path(), "s", &db, &[]);
+    let service = Service::start(policy, dir.path(), "s", &db, &[]);
     let mut conn = service.connect();
     let tokens: Vec<String> = (0..20)
         .map(|_| token_of(&conn.auth("erin", "right")))
@@ -349,11 +371,10 @@ fn tokens_are_never_stored_or_logged_in_clear() {
     }
 }
 
-#[test]
-fn concurrent_auth_calls_never_share_a_token() {
+fn concurrent_auth_calls_never_share_a_token(policy: &Path) {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("p.db");
-    let service = Arc::new(Service::start(dir.path(), "s", &db, &[]));
+    let service = Arc::new(Service::start(policy, dir.path(), "s", &db, &[]));
     let threads: Vec<_> = (0..8)
         .map(|_| {
             let service = service.clone();
@@ -374,13 +395,12 @@ fn concurrent_auth_calls_never_share_a_token() {
     assert_eq!(seen.len(), 400);
 }
 
-#[test]
-fn a_nonce_is_taken_exactly_once_by_workers_of_two_processes() {
+fn a_nonce_is_taken_exactly_once_by_workers_of_two_processes(policy: &Path) {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("p.db");
     let services = [
-        Arc::new(Service::start(dir.path(), "one", &db, &[])),
-        Arc::new(Service::start(dir.path(), "two", &db, &[])),
+        Arc::new(Service::start(policy, dir.path(), "one", &db, &[])),
+        Arc::new(Service::start(policy, dir.path(), "two", &db, &[])),
     ];
     for round in 0..10 {
         let nonce = format!("nonce-{round}");
@@ -409,10 +429,9 @@ fn a_nonce_is_taken_exactly_once_by_workers_of_two_processes() {
     }
 }
 
-#[test]
-fn a_lua_policy_opens_checks_and_closes_a_session() {
+fn a_policy_opens_checks_and_closes_a_session(policy: &Path) {
     let dir = tempfile::tempdir().unwrap();
-    let service = Service::start(dir.path(), "s", &dir.path().join("p.db"), &[]);
+    let service = Service::start(policy, dir.path(), "s", &dir.path().join("p.db"), &[]);
     let result = service.connect().call(
         "user_signup",
         json!({"signup_info": r#"{"cycle":true}"#, "node_info": "{}"}),
