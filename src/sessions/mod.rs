@@ -306,12 +306,12 @@ impl Store {
         let now = now_ms();
         let closed = with_connection(&self.target, deadline, |c| {
             // An expired session is not "cleared": it was already gone.
-            Ok(c.prepare_cached(
+            c.prepare_cached(
                 "DELETE FROM authhost_sessions WHERE digest = ?1 \
                  RETURNING last_used_ms + idle_ms > ?2 AND created_ms + max_ms > ?2",
             )?
             .query_row(params![digest, now], |r| r.get::<_, bool>(0))
-            .optional()?)
+            .optional()
         })?;
         Ok(match closed {
             Some(true) => {
@@ -412,11 +412,9 @@ impl Store {
         check_key(key, "state.get")?;
         let now = now_ms();
         with_connection(&self.target, deadline, |c| {
-            Ok(c.prepare_cached(
-                "SELECT value FROM authhost_state WHERE key = ?1 AND expires_ms > ?2",
-            )?
-            .query_row(params![key, now], |r| r.get(0))
-            .optional()?)
+            c.prepare_cached("SELECT value FROM authhost_state WHERE key = ?1 AND expires_ms > ?2")?
+                .query_row(params![key, now], |r| r.get(0))
+                .optional()
         })
     }
 
@@ -430,11 +428,11 @@ impl Store {
         check_key(key, "state.take")?;
         let now = now_ms();
         let taken: Option<(String, i64)> = with_connection(&self.target, deadline, |c| {
-            Ok(c.prepare_cached(
+            c.prepare_cached(
                 "DELETE FROM authhost_state WHERE key = ?1 RETURNING value, expires_ms",
             )?
             .query_row(params![key], |r| Ok((r.get(0)?, r.get(1)?)))
-            .optional()?)
+            .optional()
         })?;
         Ok(taken.and_then(|(value, expires)| (expires > now).then_some(value)))
     }
