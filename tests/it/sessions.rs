@@ -438,3 +438,86 @@ fn a_policy_opens_checks_and_closes_a_session(policy: &Path) {
     );
     assert_eq!(result["code"], 9, "{result}");
 }
+
+// ---------------------------------------------------------------------------------------
+// The store itself, as an embedder uses it, on a real file.
+
+fn store_on(db: &Path, idle: Duration) -> authhost::sessions::Store {
+    let config = authhost::Host::builder()
+        .db(db)
+        .session_idle(idle)
+        .config()
+        .clone();
+    authhost::sessions::Store::for_config(&config).unwrap()
+}
+
+fn soon() -> std::time::Instant {
+    std::time::Instant::now() + PATIENCE
+}
+
+#[test]
+fn the_sliding_window_admits_max_hits_then_refuses_until_old_hits_leave() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_on(&dir.path().join("p.db"), Duration::from_secs(300));
+    let window = Duration::from_millis(1500);
+    let hits: Vec<bool> = (0..5)
+        .map(|_| store.hit("k", 3, window, soon()).unwrap())
+        .collect();
+    assert_eq!(hits, [true, true, true, false, false]);
+    assert!(
+        store.hit("other", 3, window, soon()).unwrap(),
+        "keys are apart"
+    );
+    std::thread::sleep(Duration::from_millis(1700));
+    assert!(
+        store.hit("k", 3, window, soon()).unwrap(),
+        "the old hits left"
+    );
+    store.reset("k", soon()).unwrap();
+    assert_eq!(
+        (0..4)
+            .map(|_| store.hit("k", 3, window, soon()).unwrap())
+            .collect::<Vec<_>>(),
+        [true, true, true, false]
+    );
+    // Bad input is an error naming the cause, never a silent pass.
+    let error = store.hit("", 3, window, soon()).unwrap_err().to_string();
+    assert!(error.contains("limits.hit: the key"), "{error}");
+    let error = store
+        .hit("k", 3, Duration::ZERO, soon())
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("window"), "{error}");
+}
+
+#[test]
+fn the_purge_deletes_expired_sessions_and_state_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("p.db");
+    let store = store_on(&db, Duration::from_secs(300));
+    let short = store
+        .open(1, Some(Duration::from_millis(200)), soon())
+        .unwrap();
+    let long = store.open(2, None, soon()).unwrap();
+    store
+        .put("gone", "v", Duration::from_millis(200), soon())
+        .unwrap();
+    store
+        .put("kept", "v", Duration::from_secs(60), soon())
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(400));
+    assert_eq!(store.purge(soon()).unwrap(), 1);
+    let rows: i64 = rusqlite::Connection::open(&db)
+        .unwrap()
+        .query_row("SELECT count(*) FROM authhost_sessions", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(rows, 1);
+    assert_eq!(store.check(&short.token, soon()).unwrap(), None);
+    assert_eq!(
+        store.check(&long.token, soon()).unwrap().unwrap().user_id,
+        2
+    );
+    assert_eq!(store.get("gone", soon()).unwrap(), None);
+    assert_eq!(store.take("kept", soon()).unwrap().as_deref(), Some("v"));
+    assert_eq!(store.take("kept", soon()).unwrap(), None, "taken once");
+}
