@@ -114,6 +114,7 @@ pub struct Store {
     counters: std::sync::Arc<Counters>,
 }
 
+#[cfg(feature = "python")]
 thread_local! {
     /// The store of the host whose worker runs on this thread, for bindings that cannot hold
     /// one themselves (Python's module is shared by every worker).
@@ -121,11 +122,13 @@ thread_local! {
 }
 
 /// Makes `store` this thread's store (see [`thread_store`]).
+#[cfg(feature = "python")]
 pub(crate) fn bind_to_thread(store: Store) {
     THREAD_STORE.with(|s| *s.borrow_mut() = Some(store));
 }
 
 /// The store last bound to this thread, if any.
+#[cfg(feature = "python")]
 pub(crate) fn thread_store() -> Option<Store> {
     THREAD_STORE.with(|s| s.borrow().clone())
 }
