@@ -171,6 +171,19 @@ mod tests {
     }
 
     #[test]
+    fn session_settings_come_from_json() {
+        let config = from_json(r#"{"session_idle_s":60,"session_max_s":3600}"#).unwrap();
+        assert_eq!(config.config().session_idle, Duration::from_secs(60));
+        assert_eq!(config.config().session_max, Duration::from_secs(3600));
+        let defaults = from_json("{}").unwrap();
+        assert_eq!(defaults.config().session_idle, Duration::from_secs(300));
+        assert_eq!(
+            defaults.config().session_max,
+            Duration::from_secs(12 * 3600)
+        );
+    }
+
+    #[test]
     fn bad_json_names_the_problem() {
         for (text, expected) in [
             ("not json", "not a valid JSON object"),
@@ -181,6 +194,11 @@ mod tests {
             (r#"{"workers":0}"#, "workers must be at least 1"),
             (r#"{"timeout_ms":0}"#, "timeout_ms must be at least 1"),
             (r#"{"watch":"yes"}"#, "invalid type"),
+            (
+                r#"{"session_idle_s":0}"#,
+                "session_idle_s must be at least 1",
+            ),
+            (r#"{"session_max_s":0}"#, "session_max_s must be at least 1"),
         ] {
             let error = from_json(text).map(|_| ()).unwrap_err().to_string();
             assert!(error.contains(expected), "{text}: {error}");

@@ -521,3 +521,42 @@ fn the_purge_deletes_expired_sessions_and_state_only() {
     assert_eq!(store.take("kept", soon()).unwrap().as_deref(), Some("v"));
     assert_eq!(store.take("kept", soon()).unwrap(), None, "taken once");
 }
+
+#[test]
+fn the_host_api_gives_typed_session_results() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = authhost::Host::builder()
+        .plugins(policy("login.lua"))
+        .db(dir.path().join("p.db"))
+        .workers(2)
+        .session_idle(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let node = "{}";
+    let refused = host.auth(r#"{"name":"gina","password":"wrong"}"#, node);
+    assert_eq!(refused.session, None);
+    assert_eq!(
+        refused.outcome.user(),
+        Some(&authhost::UserDecision::NotAuthorized)
+    );
+    assert!(refused.to_json().get("token").is_none());
+
+    let granted = host.auth(r#"{"name":"gina","password":"right"}"#, node);
+    assert_eq!(
+        granted.outcome.user(),
+        Some(&authhost::UserDecision::UserId(42))
+    );
+    let session = granted.session.clone().expect("a session for user_id");
+    assert_eq!(session.expires_in, 60);
+    assert_eq!(granted.to_json()["token"], session.token.as_str());
+
+    let live = host.auth_token(&session.token).unwrap();
+    assert_eq!((live.user_id, live.expires_in), (42, 60));
+    assert!(host.auth_clear(&session.token).unwrap());
+    assert_eq!(
+        host.auth_token(&session.token),
+        Err(authhost::TokenRefused::NotAuthorized)
+    );
+    assert!(!host.auth_clear(&session.token).unwrap());
+    assert_eq!(host.status().sessions["opened"], 1);
+}
