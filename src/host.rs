@@ -187,7 +187,7 @@ impl HostBuilder {
                 reload: Mutex::new(ReloadState::default()),
                 loading: Mutex::new(()),
                 watcher: Mutex::new(None),
-                purge: crate::host_sessions::start_purge(sessions.clone()),
+                _purge: crate::host_sessions::start_purge(sessions.clone()),
                 sessions,
             }),
         };
@@ -221,9 +221,8 @@ struct Inner {
     watcher: Mutex<Option<PluginWatcher>>,
     /// Sessions, limits and state in the policy database (see [`crate::sessions`]).
     sessions: crate::sessions::Store,
-    /// Stops the background purge of expired sessions when dropped.
-    #[allow(dead_code)]
-    purge: crate::host_sessions::PurgeGuard,
+    /// Stops the background purge of expired sessions when dropped (held, never read).
+    _purge: crate::host_sessions::PurgeGuard,
 }
 
 /// The authorization host: a live plugin set and the workers that run it.
