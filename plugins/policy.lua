@@ -79,17 +79,35 @@ function on_new_node(node_info)
   return node_role(node.public_key) or "unauthorized"
 end
 
+-- Login throttling (see plugins/README.md for why these numbers): at most 10 attempts per
+-- name without a success, and 100 attempts per node, in any 15 minutes. The counts live in
+-- the database, so every authhost process on it shares them.
+local NAME_ATTEMPTS, NODE_ATTEMPTS, THROTTLE_WINDOW = 10, 100, 15 * 60
+
+-- Records this attempt against the name and the node; false once either is over its limit.
+local function within_limits(name, public_key)
+  local name_ok = authhost.limits.hit("login-name:" .. name, NAME_ATTEMPTS, THROTTLE_WINDOW)
+  local node_ok = authhost.limits.hit("login-node:" .. public_key, NODE_ATTEMPTS, THROTTLE_WINDOW)
+  return name_ok and node_ok
+end
+
 function on_user_login(login_info, node_info)
   local login, node = decode(login_info), decode(node_info)
   if not login or not node then return -3 end
   if type(login.name) ~= "string" or type(login.password) ~= "string" then return -1 end
   if not node_role(node.public_key) then return -1 end  -- only through allowed nodes
+  -- Before any lookup or hashing: a throttled guess costs the host no password check.
+  if not within_limits(login.name, node.public_key) then
+    authhost.log.warn("login throttled: too many attempts for this name or node")
+    return -1
+  end
   local user = db.query("SELECT id, password_hash FROM users WHERE name = ?", login.name)[1]
   if not user then
     spend_a_verify(login.password)
     return -1
   end
   if not authhost.verify_password(user.password_hash, login.password) then return -1 end
+  authhost.limits.reset("login-name:" .. login.name)
   return user.id
 end
 

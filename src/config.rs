@@ -2,9 +2,11 @@
 //! loader, the engines). It sits below them all, so that none of them imports the host.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::script_api::db::{DatabaseScope, Location};
+use crate::sessions::{Store, StoreError};
 
 /// The default quiet time after the last file event before a watched reload starts.
 pub const DEFAULT_DEBOUNCE: Duration = Duration::from_millis(50);
@@ -33,6 +35,12 @@ pub struct Config {
     pub watch_debounce: Duration,
     /// Names this configuration's `:memory:` database and keeps it alive; clones share it.
     pub db_scope: DatabaseScope,
+    /// A session's default inactivity timeout (`--session-idle`, see [`crate::sessions`]).
+    pub session_idle: Duration,
+    /// A session's absolute lifetime (`--session-max`).
+    pub session_max: Duration,
+    /// This host's session counters, for `status`; clones share them.
+    pub session_counters: Arc<crate::sessions::Counters>,
 }
 
 impl Default for Config {
@@ -47,6 +55,9 @@ impl Default for Config {
             watch: false,
             watch_debounce: DEFAULT_DEBOUNCE,
             db_scope: Default::default(),
+            session_idle: crate::sessions::DEFAULT_IDLE,
+            session_max: crate::sessions::DEFAULT_MAX,
+            session_counters: Default::default(),
         }
     }
 }
@@ -55,5 +66,20 @@ impl Config {
     /// Where the database layer finds this configuration's database.
     pub fn db_location(&self) -> Location {
         Location::new(self.db.clone(), self.db_scope.clone())
+    }
+
+    /// The sessions, limits and state store of this configuration's database, with its
+    /// session settings and counters.
+    ///
+    /// # Failure
+    ///
+    /// The database cannot be named (a `:memory:` database that cannot be kept alive).
+    pub fn session_store(&self) -> Result<Store, StoreError> {
+        Store::new(
+            &self.db_location(),
+            self.session_idle,
+            self.session_max,
+            self.session_counters.clone(),
+        )
     }
 }

@@ -29,6 +29,10 @@ use crate::plugins::{PluginInfo, PluginSet};
 use crate::pool::{Job, Pool};
 use crate::reload::{Next, PluginWatcher};
 
+mod sessions;
+
+pub use sessions::{token_json, Authenticated, TokenRefused};
+
 /// Builds a [`Host`]: `Host::builder().plugins(…).workers(…).build()`.
 #[derive(Clone, Debug, Default)]
 pub struct HostBuilder {
@@ -86,6 +90,18 @@ impl HostBuilder {
         self
     }
 
+    /// A session's default inactivity timeout (default 300 s).
+    pub fn session_idle(mut self, idle: Duration) -> Self {
+        self.config.session_idle = idle;
+        self
+    }
+
+    /// A session's absolute lifetime (default 12 h).
+    pub fn session_max(mut self, max: Duration) -> Self {
+        self.config.session_max = max;
+        self
+    }
+
     /// The configuration so far.
     pub fn config(&self) -> &Config {
         &self.config
@@ -105,6 +121,14 @@ impl HostBuilder {
         if config.timeout.is_zero() {
             return Err(Error::Config("the timeout must be more than 0 ms".into()));
         }
+        if config.session_idle.is_zero() || config.session_max.is_zero() {
+            return Err(Error::Config(
+                "--session-idle and --session-max must be more than 0 s".into(),
+            ));
+        }
+        let sessions = config
+            .session_store()
+            .map_err(|e| Error::Config(e.to_string()))?;
         let engines = builtin_engines();
         let set = Arc::new(PluginSet::load(&engines, &config, 1)?);
         let pool = Pool::start(config.clone(), engines.clone(), set);
@@ -115,6 +139,8 @@ impl HostBuilder {
                 engines,
                 pool,
                 watcher: Mutex::new(None),
+                _purge: sessions::start_purge(sessions.clone()),
+                sessions,
             }),
         };
         if watch {
@@ -132,6 +158,10 @@ struct Inner {
     /// The file watcher, while watching. It holds only a `Weak` to this `Inner`, so it does
     /// not keep the host alive; dropping `Inner` stops it.
     watcher: Mutex<Option<PluginWatcher>>,
+    /// Sessions, limits and state in the policy database (see [`crate::sessions`]).
+    sessions: crate::sessions::Store,
+    /// Stops the background purge of expired sessions when dropped (held, never read).
+    _purge: sessions::PurgeGuard,
 }
 
 /// The authorization host: a live plugin set and the workers that run it.
@@ -152,6 +182,11 @@ impl Host {
     /// The configuration the host runs with.
     pub fn config(&self) -> &Config {
         &self.inner.config
+    }
+
+    /// The host's sessions, limits and state (see [`crate::sessions`]).
+    pub fn sessions(&self) -> &crate::sessions::Store {
+        &self.inner.sessions
     }
 
     /// Asks `on_user_signup(signup_info, node_info)` and waits for the decision.
@@ -348,6 +383,7 @@ impl Host {
             watching: self.is_watching(),
             queued: pool.queued(),
             counters: pool.counters_json(),
+            sessions: self.inner.sessions.counters().to_json(),
         }
     }
 
@@ -387,6 +423,8 @@ pub struct Status {
     pub queued: usize,
     /// Requests per callback, decisions per kind, timeouts, refusals.
     pub counters: Value,
+    /// Sessions opened, refreshed, expired and cleared, and throttled requests.
+    pub sessions: Value,
 }
 
 impl Status {
@@ -421,6 +459,7 @@ impl Status {
             "watching": self.watching,
             "queued": self.queued,
             "counters": self.counters,
+            "sessions": self.sessions,
         })
     }
 }

@@ -83,6 +83,7 @@ mod pool;
 mod reload;
 mod script_api;
 pub mod serve;
+pub mod sessions;
 pub mod settings;
 pub mod sqlite;
 mod stats;
@@ -94,5 +95,5 @@ pub use decision::{
 };
 pub use engine::Language;
 pub use error::{Error, Result};
-pub use host::{Host, HostBuilder, Status};
+pub use host::{token_json, Authenticated, Host, HostBuilder, Status, TokenRefused};
 pub use plugins::{PluginInfo, PluginSet};

@@ -14,6 +14,8 @@
 //! | `db` | `AUTHHOST_DB` | the policies' SQLite database | `authhost.db` |
 //! | `workers` | `AUTHHOST_WORKERS` | worker threads (≥ 1) | the machine's cores |
 //! | `timeout_ms` | `AUTHHOST_TIMEOUT_MS` | time from submission to decision (≥ 1) | 2000 |
+//! | `session_idle_s` | `AUTHHOST_SESSION_IDLE_S` | a session's inactivity timeout (≥ 1) | 300 |
+//! | `session_max_s` | `AUTHHOST_SESSION_MAX_S` | a session's absolute lifetime (≥ 1) | 43200 |
 //! | `watch` | `AUTHHOST_WATCH` (`1`/`0`) | reload when a plugin file changes | on |
 //!
 //! Watching is on by default here, unlike [`HostBuilder`]: these embedders are long-running
@@ -35,6 +37,8 @@ struct Settings {
     db: Option<String>,
     workers: Option<u64>,
     timeout_ms: Option<u64>,
+    session_idle_s: Option<u64>,
+    session_max_s: Option<u64>,
     watch: Option<bool>,
 }
 
@@ -60,6 +64,19 @@ impl Settings {
                 return Err(Error::Config("timeout_ms must be at least 1".into()));
             }
             builder = builder.timeout(Duration::from_millis(timeout_ms));
+        }
+        for (name, value) in [
+            ("session_idle_s", self.session_idle_s),
+            ("session_max_s", self.session_max_s),
+        ] {
+            match value {
+                Some(0) => return Err(Error::Config(format!("{name} must be at least 1"))),
+                Some(seconds) if name == "session_idle_s" => {
+                    builder = builder.session_idle(Duration::from_secs(seconds))
+                }
+                Some(seconds) => builder = builder.session_max(Duration::from_secs(seconds)),
+                None => {}
+            }
         }
         Ok(builder)
     }
@@ -116,6 +133,8 @@ fn from_vars(
         db: get("AUTHHOST_DB")?,
         workers: number("AUTHHOST_WORKERS")?,
         timeout_ms: number("AUTHHOST_TIMEOUT_MS")?,
+        session_idle_s: number("AUTHHOST_SESSION_IDLE_S")?,
+        session_max_s: number("AUTHHOST_SESSION_MAX_S")?,
         watch: get("AUTHHOST_WATCH")?
             .map(|text| match text.trim() {
                 "1" | "true" | "on" => Ok(true),
@@ -152,6 +171,19 @@ mod tests {
     }
 
     #[test]
+    fn session_settings_come_from_json() {
+        let config = from_json(r#"{"session_idle_s":60,"session_max_s":3600}"#).unwrap();
+        assert_eq!(config.config().session_idle, Duration::from_secs(60));
+        assert_eq!(config.config().session_max, Duration::from_secs(3600));
+        let defaults = from_json("{}").unwrap();
+        assert_eq!(defaults.config().session_idle, Duration::from_secs(300));
+        assert_eq!(
+            defaults.config().session_max,
+            Duration::from_secs(12 * 3600)
+        );
+    }
+
+    #[test]
     fn bad_json_names_the_problem() {
         for (text, expected) in [
             ("not json", "not a valid JSON object"),
@@ -162,6 +194,11 @@ mod tests {
             (r#"{"workers":0}"#, "workers must be at least 1"),
             (r#"{"timeout_ms":0}"#, "timeout_ms must be at least 1"),
             (r#"{"watch":"yes"}"#, "invalid type"),
+            (
+                r#"{"session_idle_s":0}"#,
+                "session_idle_s must be at least 1",
+            ),
+            (r#"{"session_max_s":0}"#, "session_max_s must be at least 1"),
         ] {
             let error = from_json(text).map(|_| ()).unwrap_err().to_string();
             assert!(error.contains(expected), "{text}: {error}");

@@ -174,6 +174,7 @@ fn dispatch(context: &Context, request: Request, answers: &Sender<Answer>) {
             let status = context.host.status().to_json();
             let _ = answers.send(id.map(|id| protocol::result_line(&id, &status)));
         }
+        Method::Session(method) => dispatch_session(context, id, method, answers),
         Method::Reload => {
             // Loading a set takes a while: do it off the reader, so that this connection's
             // other requests go on meanwhile.
@@ -188,6 +189,38 @@ fn dispatch(context: &Context, request: Request, answers: &Sender<Answer>) {
             if spawned.is_err() {
                 let _ = answers.send(reload(&context.host, id));
             }
+        }
+    }
+}
+
+/// `auth` runs on a worker like `user_login`; `auth_token` and `auth_clear` are one
+/// indexed statement each, answered here without a worker.
+fn dispatch_session(
+    context: &Context,
+    id: Option<Value>,
+    method: protocol::SessionMethod,
+    answers: &Sender<Answer>,
+) {
+    use protocol::SessionMethod;
+    match method {
+        SessionMethod::Auth { args } => {
+            let answers = answers.clone();
+            context.host.auth_async(args, move |answer| {
+                let _ = answers.send(id.map(|id| protocol::result_line(&id, &answer.to_json())));
+            });
+        }
+        SessionMethod::Token { token } => {
+            let checked = context.host.auth_token(&token);
+            let _ = answers
+                .send(id.map(|id| protocol::result_line(&id, &crate::host::token_json(&checked))));
+        }
+        SessionMethod::Clear { token } => {
+            // A failed clear says so: the session may still be live.
+            let answer = match context.host.auth_clear(&token) {
+                Ok(cleared) => serde_json::json!({ "cleared": cleared }),
+                Err(e) => serde_json::json!({ "cleared": false, "error": e.to_string() }),
+            };
+            let _ = answers.send(id.map(|id| protocol::result_line(&id, &answer)));
         }
     }
 }

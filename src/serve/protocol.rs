@@ -94,6 +94,57 @@ pub enum Method {
     Status,
     /// `reload`: load the plugins now.
     Reload,
+    /// `auth`, `auth_token` or `auth_clear` (issue 15).
+    Session(SessionMethod),
+}
+
+/// The session methods: a login that opens a session, and a session token's use and end.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SessionMethod {
+    /// `auth` (`login_info`, `node_info`): `user_login`, plus a token on `user_id`.
+    Auth {
+        /// `login_info` and `node_info`, as `user_login` takes them.
+        args: [String; 2],
+    },
+    /// `auth_token` (`token`): the user of a live session.
+    Token {
+        /// The session token.
+        token: String,
+    },
+    /// `auth_clear` (`token`): forgets a session.
+    Clear {
+        /// The session token.
+        token: String,
+    },
+}
+
+/// The names of the session methods.
+const SESSION_METHODS: [&str; 3] = ["auth", "auth_token", "auth_clear"];
+
+/// Parses a session method's params (`name` is one of [`SESSION_METHODS`]).
+fn session_method(name: &str, params: Option<&Value>) -> Result<Method, RpcError> {
+    let token = |params: Option<&Value>| -> Result<String, RpcError> {
+        let value = match params {
+            Some(Value::Object(named)) if named.len() == 1 => named.get("token"),
+            Some(Value::Array(positional)) if positional.len() == 1 => positional.first(),
+            _ => None,
+        };
+        match value {
+            Some(Value::String(token)) => Ok(token.clone()),
+            _ => Err(RpcError::new(
+                ErrorCode::InvalidParams,
+                format!("{name} takes one param, \"token\", a string"),
+            )),
+        }
+    };
+    let method = match name {
+        "auth" => {
+            callback_args(Callback::UserLogin, params).map(|args| SessionMethod::Auth { args })
+        }
+        "auth_token" => token(params).map(|token| SessionMethod::Token { token }),
+        _ => token(params).map(|token| SessionMethod::Clear { token }),
+    };
+    method.map(Method::Session)
 }
 
 /// A well-formed request.
@@ -191,6 +242,7 @@ pub fn parse_request(line: &[u8]) -> Result<Request, Box<Refusal>> {
     let method = match method {
         "status" => no_params(params).map(|()| Method::Status),
         "reload" => no_params(params).map(|()| Method::Reload),
+        name if SESSION_METHODS.contains(&name) => session_method(name, params),
         name => match Callback::ALL.into_iter().find(|c| c.method_name() == name) {
             Some(callback) => {
                 callback_args(callback, params).map(|args| Method::Call { callback, args })

@@ -19,7 +19,7 @@ import re
 import time
 
 import authhost
-from authhost import db
+from authhost import db, limits
 
 # A user name: letters, digits, "_", "." and "-", at most 64 of them.
 NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
@@ -99,6 +99,19 @@ def on_new_node(node_info):
     return node_role(node["public_key"]) or "unauthorized"
 
 
+# Login throttling (see plugins/README.md for why these numbers): at most 10 attempts per
+# name without a success, and 100 attempts per node, in any 15 minutes. The counts live in
+# the database, so every authhost process on it shares them.
+NAME_ATTEMPTS, NODE_ATTEMPTS, THROTTLE_WINDOW = 10, 100, 15 * 60
+
+
+def within_limits(name, public_key):
+    """Records this attempt against the name and the node; False once either is over."""
+    name_ok = limits.hit("login-name:" + name, NAME_ATTEMPTS, THROTTLE_WINDOW)
+    node_ok = limits.hit("login-node:" + public_key, NODE_ATTEMPTS, THROTTLE_WINDOW)
+    return name_ok and node_ok
+
+
 def on_user_login(login_info, node_info):
     login, node = decode(login_info), decode(node_info)
     if login is None or node is None:
@@ -108,6 +121,10 @@ def on_user_login(login_info, node_info):
         return -1
     if not node_role(node.get("public_key")):
         return -1  # only through allowed nodes
+    # Before any lookup or hashing: a throttled guess costs the host no password check.
+    if not within_limits(name, node["public_key"]):
+        authhost.log.warn("login throttled: too many attempts for this name or node")
+        return -1
     rows = db.query("SELECT id, password_hash FROM users WHERE name = ?", (name,))
     if not rows:
         spend_a_verify(password)
@@ -115,6 +132,7 @@ def on_user_login(login_info, node_info):
     user = rows[0]
     if not authhost.verify_password(user["password_hash"], password):
         return -1
+    limits.reset("login-name:" + name)
     return user["id"]
 
 

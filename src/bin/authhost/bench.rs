@@ -47,6 +47,13 @@ pub struct BenchArgs {
     /// --concurrency in flight).
     #[arg(long, default_value_t = 0)]
     rate: u64,
+    /// With --listen: call this JSON-RPC method (`auth_token`, `auth`, `status` …) instead of
+    /// --callback.
+    #[arg(long, requires = "listen")]
+    method: Option<String>,
+    /// With --method: its params as JSON, e.g. '{"token":"…"}' (default `{}`).
+    #[arg(long, requires = "method")]
+    params: Option<String>,
 }
 
 impl BenchArgs {

@@ -47,6 +47,12 @@ struct HostOptions {
     /// Time from submission to decision, in milliseconds.
     #[arg(long = "timeout-ms", global = true, default_value_t = 2000)]
     timeout_ms: u64,
+    /// A session's inactivity timeout, in seconds (sessions: `auth`, `auth_token`).
+    #[arg(long = "session-idle", global = true, default_value_t = 300)]
+    session_idle: u64,
+    /// A session's absolute lifetime, in seconds (default 12 h).
+    #[arg(long = "session-max", global = true, default_value_t = 43_200)]
+    session_max: u64,
     /// error, warn, info, debug or trace.
     #[arg(long = "log-level", global = true, default_value = "info")]
     log_level: log::LevelFilter,
@@ -57,7 +63,9 @@ impl HostOptions {
         let mut builder = Host::builder()
             .plugins(&self.plugins)
             .db(&self.db)
-            .timeout(Duration::from_millis(self.timeout_ms));
+            .timeout(Duration::from_millis(self.timeout_ms))
+            .session_idle(Duration::from_secs(self.session_idle))
+            .session_max(Duration::from_secs(self.session_max));
         if let Some(workers) = self.workers.or(default_workers) {
             builder = builder.workers(workers);
         }

@@ -9,6 +9,7 @@ mod api;
 mod db;
 mod json;
 mod sandbox;
+mod sessions;
 
 use std::cell::Cell;
 use std::rc::Rc;
@@ -169,6 +170,10 @@ impl LuaInstance {
         // The worker's connection when built on a worker; a probe's own one in `prepare`.
         let db = Database::at(&config.db_location());
         let shared_api = api::shared(&lua, db.clone(), clock.clone()).map_err(setup_error)?;
+        let store = config
+            .session_store()
+            .map_err(|e| Error::Config(e.to_string()))?;
+        sessions::install(&lua, &shared_api, store, clock.clone()).map_err(setup_error)?;
 
         let mut functions = Vec::with_capacity(plugins.len());
         for plugin in plugins {

@@ -72,6 +72,7 @@ pub(super) fn module(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
     add_log(py, &module)?;
     super::db::add_db(py, &module)?;
     add_passwords(&module)?;
+    super::sessions::add_sessions(py, &module)?;
     Ok(module)
 }
 

@@ -21,6 +21,7 @@ mod db;
 mod interpreter;
 mod interrupt;
 mod load;
+mod sessions;
 mod thread;
 mod traceback;
 mod turns;
@@ -123,6 +124,11 @@ impl Prepared for PreparedPython {
 
     fn instantiate(&self, config: &Config) -> Result<Box<dyn Instance>, Error> {
         thread::keep_thread_state();
+        crate::sessions::bind_to_thread(
+            config
+                .session_store()
+                .map_err(|e| Error::Config(e.to_string()))?,
+        );
         let target = Target::current_thread();
         Ok(Box::new(PythonInstance {
             tags: self

@@ -86,6 +86,16 @@ impl DatabaseScope {
         }
     }
 
+    /// The name SQLite opens for `path` (see [`DatabaseScope::target`]), keeping a
+    /// `:memory:` database alive: for modules that keep connections of their own.
+    pub(crate) fn sqlite_target(&self, path: &Path) -> Result<String, DbError> {
+        let target = self.target(path);
+        if target.memory {
+            self.keep_alive(&target)?;
+        }
+        Ok(target.open)
+    }
+
     pub(super) fn keep_alive(&self, target: &Target) -> Result<(), DbError> {
         let mut keeper = self.inner.keeper.lock().unwrap_or_else(|e| e.into_inner());
         if keeper.is_none() {

@@ -65,7 +65,6 @@ mod value;
 
 pub use error::DbError;
 pub use location::{DatabaseScope, Location};
-#[allow(unused_imports)] // The upstream HTTP client bounds its calls by it.
 pub(crate) use request::deadline;
 pub use request::RequestScope;
 pub use transaction::TransactionLevel;

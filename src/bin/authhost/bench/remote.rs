@@ -39,10 +39,15 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         Callback::NewNode => json!([call_args.first()]),
         _ => json!(call_args.get()),
     };
-    let suffix = format!(
-        r#","method":"{}","params":{params}}}"#,
-        callback.method_name()
-    );
+    let (method, params) = match &args.method {
+        Some(method) => {
+            let params: Value = serde_json::from_str(args.params.as_deref().unwrap_or("{}"))
+                .context("--params is not JSON")?;
+            (method.clone(), params)
+        }
+        None => (callback.method_name().to_string(), params),
+    };
+    let suffix = format!(r#","method":{},"params":{params}}}"#, json!(method));
     let requests = args.requests;
     let window = args.concurrency.max(1) as u64;
     let rate = args.rate;
@@ -84,6 +89,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let report = json!({
         "target": addr.to_string(),
         "callback": callback.function_name(),
+        "method": method,
         "mode": if rate > 0 { "paced" } else { "pipelined" },
         "rate_per_s": if rate > 0 { Value::from(rate) } else { Value::Null },
         "concurrency": if rate > 0 { Value::Null } else { Value::from(window) },
