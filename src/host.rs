@@ -52,6 +52,8 @@ pub struct Config {
     pub watch_debounce: Duration,
     /// Names this configuration's `:memory:` database and keeps it alive; clones share it.
     pub db_scope: crate::script_api::db::DatabaseScope,
+    /// What `authhost.http` may reach, and its counters (see [`crate::script_api::http`]).
+    pub upstream: crate::script_api::http::UpstreamSettings,
 }
 
 impl Default for Config {
@@ -66,6 +68,7 @@ impl Default for Config {
             watch: false,
             watch_debounce: DEFAULT_DEBOUNCE,
             db_scope: Default::default(),
+            upstream: Default::default(),
         }
     }
 }
@@ -98,6 +101,19 @@ impl HostBuilder {
     /// The timeout from submission to decision (default 2 s).
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.config.timeout = timeout;
+        self
+    }
+
+    /// Allows `authhost.http` to reach URLs under `prefix` (repeatable; Lua policies reach
+    /// nothing else, Python policies are confined to these once one is given).
+    pub fn upstream(mut self, prefix: impl Into<String>) -> Self {
+        self.config.upstream.allow.push(prefix.into());
+        self
+    }
+
+    /// A PEM file of CA certificates `authhost.http` trusts instead of the built-in web roots.
+    pub fn upstream_ca(mut self, path: impl Into<PathBuf>) -> Self {
+        self.config.upstream.ca_file = Some(path.into());
         self
     }
 
@@ -146,6 +162,10 @@ impl HostBuilder {
         if config.timeout.is_zero() {
             return Err(Error::Config("the timeout must be more than 0 ms".into()));
         }
+        config
+            .upstream
+            .validate()
+            .map_err(|e| Error::Config(e.to_string()))?;
         let engines = builtin_engines();
         let set = Arc::new(PluginSet::load(&engines, &config, 1)?);
         let pool = Pool::start(config.clone(), engines.clone(), set);
@@ -419,7 +439,11 @@ impl Host {
             last_reload_at: reload.last_reload_at,
             watching: self.is_watching(),
             queued: shared.queued(),
-            counters: shared.counters.to_json(),
+            counters: {
+                let mut counters = shared.counters.to_json();
+                counters["upstream"] = self.inner.config.upstream.counters.to_json();
+                counters
+            },
         }
     }
 

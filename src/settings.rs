@@ -15,6 +15,8 @@
 //! | `workers` | `AUTHHOST_WORKERS` | worker threads (≥ 1) | the machine's cores |
 //! | `timeout_ms` | `AUTHHOST_TIMEOUT_MS` | time from submission to decision (≥ 1) | 2000 |
 //! | `watch` | `AUTHHOST_WATCH` (`1`/`0`) | reload when a plugin file changes | on |
+//! | `upstream` | `AUTHHOST_UPSTREAM` (space-separated) | URL prefixes `authhost.http` may reach (a string or a list) | none |
+//! | `upstream_ca` | `AUTHHOST_UPSTREAM_CA` | a PEM file of CAs `authhost.http` trusts instead of the web roots | none |
 //!
 //! Watching is on by default here, unlike [`HostBuilder`]: these embedders are long-running
 //! database nodes whose operators expect a saved policy to go live without a restart.
@@ -36,6 +38,16 @@ struct Settings {
     workers: Option<u64>,
     timeout_ms: Option<u64>,
     watch: Option<bool>,
+    upstream: Option<OneOrMany>,
+    upstream_ca: Option<String>,
+}
+
+/// `"upstream"`: one prefix or a list of them.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
 }
 
 impl Settings {
@@ -61,6 +73,23 @@ impl Settings {
             }
             builder = builder.timeout(Duration::from_millis(timeout_ms));
         }
+        let prefixes = match self.upstream {
+            None => Vec::new(),
+            Some(OneOrMany::One(prefix)) => vec![prefix],
+            Some(OneOrMany::Many(prefixes)) => prefixes,
+        };
+        for prefix in prefixes {
+            builder = builder.upstream(prefix);
+        }
+        if let Some(ca) = self.upstream_ca {
+            builder = builder.upstream_ca(ca);
+        }
+        // A bad prefix is a settings error here, before any plugin loads.
+        builder
+            .config()
+            .upstream
+            .validate()
+            .map_err(|e| Error::Config(e.to_string()))?;
         Ok(builder)
     }
 }
@@ -125,6 +154,9 @@ fn from_vars(
                 ))),
             })
             .transpose()?,
+        upstream: get("AUTHHOST_UPSTREAM")?
+            .map(|text| OneOrMany::Many(text.split_whitespace().map(String::from).collect())),
+        upstream_ca: get("AUTHHOST_UPSTREAM_CA")?,
     }
     .into_builder()
 }
@@ -196,5 +228,22 @@ mod tests {
             error.contains(r#"AUTHHOST_WORKERS="many" is not a positive integer"#),
             "{error}"
         );
+    }
+
+    #[test]
+    fn upstream_takes_one_prefix_or_a_list_and_refuses_bad_ones() {
+        let one = from_json(r#"{"upstream":"http://127.0.0.1:9/auth"}"#).unwrap();
+        assert_eq!(one.config().upstream.allow, ["http://127.0.0.1:9/auth"]);
+        let many =
+            from_json(r#"{"upstream":["http://a.example/","https://b.example/x"]}"#).unwrap();
+        assert_eq!(many.config().upstream.allow.len(), 2);
+        let bad = from_json(r#"{"upstream":"ftp://a.example/"}"#).unwrap_err();
+        assert!(bad.to_string().contains("only http and https"), "{bad}");
+        let vars = from_vars(|name| match name {
+            "AUTHHOST_UPSTREAM" => Ok("http://a.example/ http://b.example/".into()),
+            _ => Err(std::env::VarError::NotPresent),
+        })
+        .unwrap();
+        assert_eq!(vars.config().upstream.allow.len(), 2);
     }
 }

@@ -809,6 +809,12 @@ fn deadline() -> Option<Instant> {
     DEADLINE.with(|d| d.get())
 }
 
+/// The deadline of the request (or `setup()`) running on this thread, if any: the one every
+/// blocking call a script makes must end by (SQL statements here, `authhost.http`).
+pub fn request_deadline() -> Option<Instant> {
+    deadline()
+}
+
 /// SQLite's progress handler: `true` stops the statement.
 fn past_deadline() -> bool {
     deadline().is_some_and(|deadline| Instant::now() >= deadline)

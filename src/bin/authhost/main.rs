@@ -47,6 +47,13 @@ struct HostOptions {
     /// Time from submission to decision, in milliseconds.
     #[arg(long = "timeout-ms", global = true, default_value_t = 2000)]
     timeout_ms: u64,
+    /// A URL prefix `authhost.http` may reach (repeatable). Lua policies reach nothing else;
+    /// Python policies are held to the list once one is given.
+    #[arg(long = "upstream", global = true, value_name = "PREFIX")]
+    upstream: Vec<String>,
+    /// A PEM file of CA certificates `authhost.http` trusts instead of the web roots.
+    #[arg(long = "upstream-ca", global = true, value_name = "FILE")]
+    upstream_ca: Option<PathBuf>,
     /// error, warn, info, debug or trace.
     #[arg(long = "log-level", global = true, default_value = "info")]
     log_level: log::LevelFilter,
@@ -60,6 +67,12 @@ impl HostOptions {
             .timeout(Duration::from_millis(self.timeout_ms));
         if let Some(workers) = self.workers.or(default_workers) {
             builder = builder.workers(workers);
+        }
+        for prefix in &self.upstream {
+            builder = builder.upstream(prefix);
+        }
+        if let Some(ca) = &self.upstream_ca {
+            builder = builder.upstream_ca(ca);
         }
         builder
     }

@@ -18,6 +18,7 @@
 
 mod api;
 mod db;
+mod http;
 mod interpreter;
 mod interrupt;
 mod load;
@@ -112,6 +113,9 @@ impl Prepared for PreparedPython {
 
     fn instantiate(&self, config: &Config) -> Result<Box<dyn Instance>, Error> {
         thread::keep_thread_state();
+        crate::script_api::http::Client::trusted(&config.upstream)
+            .map_err(|e| Error::Config(e.to_string()))?
+            .install();
         let target = Target::current_thread();
         Ok(Box::new(PythonInstance {
             tags: self
