@@ -129,6 +129,8 @@ impl UpstreamSettings {
 #[derive(Debug, Clone)]
 struct Prefix {
     url: Url,
+    /// As the operator wrote it.
+    text: String,
 }
 
 impl Prefix {
@@ -147,7 +149,10 @@ impl Prefix {
         if url.query().is_some() || url.fragment().is_some() {
             return Err(bad("a prefix holds no query or fragment"));
         }
-        Ok(Prefix { url })
+        Ok(Prefix {
+            url,
+            text: text.to_string(),
+        })
     }
 
     /// Whether the normalised `url` is under this prefix: same scheme, host and port, and a
@@ -355,6 +360,15 @@ impl Client {
     /// The client installed on this thread, if any.
     pub fn installed() -> Option<Client> {
         INSTALLED.with(|c| c.borrow().clone())
+    }
+
+    /// The operator's prefixes this client is held to (empty when it is free), so that a
+    /// policy can build its URLs from them (`authhost.http.allowed`).
+    pub fn allowed(&self) -> Vec<String> {
+        match &self.confinement {
+            Confinement::Any => Vec::new(),
+            Confinement::Only(prefixes) => prefixes.iter().map(|p| p.text.clone()).collect(),
+        }
     }
 
     /// The host's counters, for `authhost.http.fallback()`.

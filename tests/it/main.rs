@@ -24,3 +24,4 @@ mod reload;
 #[cfg(feature = "python")]
 mod reload_python;
 mod serve;
+mod upstream;

@@ -65,6 +65,7 @@ pub(super) fn module(lua: &Lua, client: Client, clock: Rc<Clock>) -> mlua::Resul
         table.raw_set(name, f)?;
     }
 
+    table.raw_set("allowed", lua.create_sequence_from(client.allowed())?)?;
     let c = client.clone();
     let fallback = lua.create_function(move |_, ()| {
         c.counters().record_fallback();

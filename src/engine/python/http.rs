@@ -59,6 +59,7 @@ pub(super) fn add_http(py: Python<'_>, authhost: &Bound<'_, PyModule>) -> PyResu
     http.add_function(pyo3::wrap_pyfunction!(get, &http)?)?;
     http.add_function(pyo3::wrap_pyfunction!(post, &http)?)?;
     http.add_function(pyo3::wrap_pyfunction!(fallback, &http)?)?;
+    http.add_function(pyo3::wrap_pyfunction!(allowed, &http)?)?;
     authhost.add_submodule(&http)?;
     py.import("sys")?
         .getattr("modules")?
@@ -110,6 +111,12 @@ fn post(
 fn fallback() -> PyResult<()> {
     client("fallback")?.counters().record_fallback();
     Ok(())
+}
+
+/// authhost.http.allowed(): the operator's --upstream prefixes (empty when none were given).
+#[pyfunction]
+fn allowed() -> PyResult<Vec<String>> {
+    Ok(client("allowed")?.allowed())
 }
 
 fn client(function: &str) -> PyResult<Client> {
