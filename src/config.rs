@@ -41,6 +41,8 @@ pub struct Config {
     pub session_max: Duration,
     /// This host's session counters, for `status`; clones share them.
     pub session_counters: Arc<crate::sessions::Counters>,
+    /// What `authhost.http` may reach, and its counters.
+    pub upstream: crate::script_api::http::UpstreamSettings,
 }
 
 impl Default for Config {
@@ -58,6 +60,7 @@ impl Default for Config {
             session_idle: crate::sessions::DEFAULT_IDLE,
             session_max: crate::sessions::DEFAULT_MAX,
             session_counters: Default::default(),
+            upstream: Default::default(),
         }
     }
 }

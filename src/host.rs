@@ -64,6 +64,19 @@ impl HostBuilder {
         self
     }
 
+    /// Allows `authhost.http` to reach URLs under `prefix` (repeatable; Lua policies reach
+    /// nothing else, Python policies are confined to these once one is given).
+    pub fn upstream(mut self, prefix: impl Into<String>) -> Self {
+        self.config.upstream.allow.push(prefix.into());
+        self
+    }
+
+    /// A PEM file of CA certificates `authhost.http` trusts instead of the built-in web roots.
+    pub fn upstream_ca(mut self, path: impl Into<PathBuf>) -> Self {
+        self.config.upstream.ca_file = Some(path.into());
+        self
+    }
+
     /// Queue places per worker (default 1024).
     pub fn queue_per_worker(mut self, places: usize) -> Self {
         self.config.queue_per_worker = places;
@@ -121,6 +134,10 @@ impl HostBuilder {
         if config.timeout.is_zero() {
             return Err(Error::Config("the timeout must be more than 0 ms".into()));
         }
+        config
+            .upstream
+            .validate()
+            .map_err(|e| Error::Config(e.to_string()))?;
         if config.session_idle.is_zero() || config.session_max.is_zero() {
             return Err(Error::Config(
                 "--session-idle and --session-max must be more than 0 s".into(),
@@ -382,7 +399,11 @@ impl Host {
             last_reload_at: reload.last_reload_at,
             watching: self.is_watching(),
             queued: pool.queued(),
-            counters: pool.counters_json(),
+            counters: {
+                let mut counters = pool.counters_json();
+                counters["upstream"] = self.inner.config.upstream.counters.to_json();
+                counters
+            },
             sessions: self.inner.sessions.counters().to_json(),
         }
     }

@@ -17,6 +17,8 @@
 //! | `session_idle_s` | `AUTHHOST_SESSION_IDLE_S` | a session's inactivity timeout (≥ 1) | 300 |
 //! | `session_max_s` | `AUTHHOST_SESSION_MAX_S` | a session's absolute lifetime (≥ 1) | 43200 |
 //! | `watch` | `AUTHHOST_WATCH` (`1`/`0`) | reload when a plugin file changes | on |
+//! | `upstream` | `AUTHHOST_UPSTREAM` (space-separated) | URL prefixes `authhost.http` may reach (a string or a list) | none |
+//! | `upstream_ca` | `AUTHHOST_UPSTREAM_CA` | a PEM file of CAs `authhost.http` trusts instead of the web roots | none |
 //!
 //! Watching is on by default here, unlike [`HostBuilder`]: these embedders are long-running
 //! database nodes whose operators expect a saved policy to go live without a restart.
@@ -40,6 +42,16 @@ struct Settings {
     session_idle_s: Option<u64>,
     session_max_s: Option<u64>,
     watch: Option<bool>,
+    upstream: Option<OneOrMany>,
+    upstream_ca: Option<String>,
+}
+
+/// `"upstream"`: one prefix or a list of them.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
 }
 
 impl Settings {
@@ -78,6 +90,23 @@ impl Settings {
                 None => {}
             }
         }
+        let prefixes = match self.upstream {
+            None => Vec::new(),
+            Some(OneOrMany::One(prefix)) => vec![prefix],
+            Some(OneOrMany::Many(prefixes)) => prefixes,
+        };
+        for prefix in prefixes {
+            builder = builder.upstream(prefix);
+        }
+        if let Some(ca) = self.upstream_ca {
+            builder = builder.upstream_ca(ca);
+        }
+        // A bad prefix is a settings error here, before any plugin loads.
+        builder
+            .config()
+            .upstream
+            .validate()
+            .map_err(|e| Error::Config(e.to_string()))?;
         Ok(builder)
     }
 }
@@ -144,6 +173,9 @@ fn from_vars(
                 ))),
             })
             .transpose()?,
+        upstream: get("AUTHHOST_UPSTREAM")?
+            .map(|text| OneOrMany::Many(text.split_whitespace().map(String::from).collect())),
+        upstream_ca: get("AUTHHOST_UPSTREAM_CA")?,
     }
     .into_builder()
 }
@@ -233,5 +265,22 @@ mod tests {
             error.contains(r#"AUTHHOST_WORKERS="many" is not a positive integer"#),
             "{error}"
         );
+    }
+
+    #[test]
+    fn upstream_takes_one_prefix_or_a_list_and_refuses_bad_ones() {
+        let one = from_json(r#"{"upstream":"http://127.0.0.1:9/auth"}"#).unwrap();
+        assert_eq!(one.config().upstream.allow, ["http://127.0.0.1:9/auth"]);
+        let many =
+            from_json(r#"{"upstream":["http://a.example/","https://b.example/x"]}"#).unwrap();
+        assert_eq!(many.config().upstream.allow.len(), 2);
+        let bad = from_json(r#"{"upstream":"ftp://a.example/"}"#).unwrap_err();
+        assert!(bad.to_string().contains("only http and https"), "{bad}");
+        let vars = from_vars(|name| match name {
+            "AUTHHOST_UPSTREAM" => Ok("http://a.example/ http://b.example/".into()),
+            _ => Err(std::env::VarError::NotPresent),
+        })
+        .unwrap();
+        assert_eq!(vars.config().upstream.allow.len(), 2);
     }
 }

@@ -4,5 +4,6 @@
 //! behaviour lives here once.
 
 pub mod db;
+pub mod http;
 pub mod log;
 pub mod password;

@@ -25,3 +25,4 @@ mod reload;
 mod reload_python;
 mod serve;
 mod sessions;
+mod upstream;

@@ -53,6 +53,13 @@ struct HostOptions {
     /// A session's absolute lifetime, in seconds (default 12 h).
     #[arg(long = "session-max", global = true, default_value_t = 43_200)]
     session_max: u64,
+    /// A URL prefix `authhost.http` may reach (repeatable). Lua policies reach nothing else;
+    /// Python policies are held to the list once one is given.
+    #[arg(long = "upstream", global = true, value_name = "PREFIX")]
+    upstream: Vec<String>,
+    /// A PEM file of CA certificates `authhost.http` trusts instead of the web roots.
+    #[arg(long = "upstream-ca", global = true, value_name = "FILE")]
+    upstream_ca: Option<PathBuf>,
     /// error, warn, info, debug or trace.
     #[arg(long = "log-level", global = true, default_value = "info")]
     log_level: log::LevelFilter,
@@ -68,6 +75,12 @@ impl HostOptions {
             .session_max(Duration::from_secs(self.session_max));
         if let Some(workers) = self.workers.or(default_workers) {
             builder = builder.workers(workers);
+        }
+        for prefix in &self.upstream {
+            builder = builder.upstream(prefix);
+        }
+        if let Some(ca) = &self.upstream_ca {
+            builder = builder.upstream_ca(ca);
         }
         builder
     }

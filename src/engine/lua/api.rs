@@ -6,14 +6,21 @@ use mlua::{Lua, MultiValue, Table, Value};
 
 use super::Clock;
 use crate::script_api::db::Database;
+use crate::script_api::http::Client;
 use crate::script_api::log::{self, Level};
 use crate::script_api::password;
 
-/// The parts of `authhost` every plugin of an interpreter shares: `json`, `db` (over `db`)
-/// and the password functions.
-pub(super) fn shared(lua: &Lua, db: Database, clock: Rc<Clock>) -> mlua::Result<Table> {
+/// The parts of `authhost` every plugin of an interpreter shares: `json`, `db` (over `db`),
+/// `http` (over `http`) and the password functions.
+pub(super) fn shared(
+    lua: &Lua,
+    db: Database,
+    http: Client,
+    clock: Rc<Clock>,
+) -> mlua::Result<Table> {
     let api = lua.create_table()?;
     api.raw_set("json", super::json::module(lua)?)?;
+    api.raw_set("http", super::http::module(lua, http, clock.clone())?)?;
     api.raw_set("db", super::db::module(lua, db, clock)?)?;
     let hash = lua.create_function(|lua, password: Value| {
         let password = string_argument(&password, "hash_password", "the password")?;

@@ -7,6 +7,7 @@
 
 mod api;
 mod db;
+mod http;
 mod json;
 mod sandbox;
 mod sessions;
@@ -169,7 +170,9 @@ impl LuaInstance {
         sandbox::apply(&lua, clock.clone()).map_err(setup_error)?;
         // The worker's connection when built on a worker; a probe's own one in `prepare`.
         let db = Database::at(&config.db_location());
-        let shared_api = api::shared(&lua, db.clone(), clock.clone()).map_err(setup_error)?;
+        let http = crate::script_api::http::Client::confined(&config.upstream)
+            .map_err(|e| Error::Config(e.to_string()))?;
+        let shared_api = api::shared(&lua, db.clone(), http, clock.clone()).map_err(setup_error)?;
         let store = config
             .session_store()
             .map_err(|e| Error::Config(e.to_string()))?;

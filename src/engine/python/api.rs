@@ -65,12 +65,13 @@ pub(super) fn module(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
     module.add(
         "__doc__",
         "The host's API for policies: authhost.log.info/warn/error (tagged with the plugin's file), \
-         authhost.db (the application database), authhost.hash_password and \
+         authhost.db (the application database), authhost.http (upstream HTTP services), authhost.hash_password and \
          authhost.verify_password.",
     )?;
     module.add("PolicyTimeout", py.get_type::<super::PolicyTimeout>())?;
     add_log(py, &module)?;
     super::db::add_db(py, &module)?;
+    super::http::add_http(py, &module)?;
     add_passwords(&module)?;
     super::sessions::add_sessions(py, &module)?;
     Ok(module)

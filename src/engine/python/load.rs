@@ -65,6 +65,10 @@ pub(super) fn load(
     config: &Config,
 ) -> Result<Arc<Plugins>, Error> {
     let directory = plugins_directory(config);
+    // Top-level code and setup() may call authhost.http too, on this loading thread.
+    crate::script_api::http::Client::trusted(&config.upstream)
+        .map_err(|e| Error::Config(e.to_string()))?
+        .install();
     interpreter
         .loader
         .bind(py)

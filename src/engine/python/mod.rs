@@ -18,6 +18,7 @@
 
 mod api;
 mod db;
+mod http;
 mod interpreter;
 mod interrupt;
 mod load;
@@ -129,6 +130,9 @@ impl Prepared for PreparedPython {
                 .session_store()
                 .map_err(|e| Error::Config(e.to_string()))?,
         );
+        crate::script_api::http::Client::trusted(&config.upstream)
+            .map_err(|e| Error::Config(e.to_string()))?
+            .install();
         let target = Target::current_thread();
         Ok(Box::new(PythonInstance {
             tags: self
