@@ -14,6 +14,7 @@ mod cli;
 mod db;
 mod decisions;
 mod embed;
+mod isolation;
 mod lua;
 mod pool;
 #[cfg(feature = "python")]

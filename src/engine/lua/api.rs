@@ -57,6 +57,12 @@ pub(super) fn for_plugin(lua: &Lua, shared: &Table, path: &str) -> mlua::Result<
     let api = lua.create_table()?;
     for pair in shared.pairs::<Value, Value>() {
         let (key, value) = pair?;
+        // Sub-tables (`authhost.db`, `authhost.json` …) are copied too: a plugin that
+        // replaces `authhost.db.query` changes only its own.
+        let value = match value {
+            Value::Table(table) => Value::Table(super::sandbox::shallow_copy(lua, &table)?),
+            other => other,
+        };
         api.raw_set(key, value)?;
     }
     let log_table = lua.create_table()?;

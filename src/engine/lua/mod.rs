@@ -301,11 +301,11 @@ impl Instance for LuaInstance {
     }
 }
 
+/// A plugin's own environment: every sandbox global, with the library tables copied, `_G`
+/// naming the environment itself and `load` defaulting to it. Nothing a plugin writes, to
+/// its globals or to a library table, is seen by another plugin (contract §5).
 fn plugin_env(lua: &Lua, shared_api: &Table, path: &str) -> mlua::Result<Table> {
-    let env = lua.create_table()?;
-    let meta = lua.create_table()?;
-    meta.raw_set("__index", lua.globals())?;
-    env.set_metatable(Some(meta))?;
+    let env = sandbox::isolated_env(lua)?;
     env.raw_set("authhost", api::for_plugin(lua, shared_api, path)?)?;
     env.raw_set("print", api::print_for(lua, path)?)?;
     Ok(env)

@@ -56,6 +56,14 @@ pub(super) fn apply(lua: &Lua, clock: Rc<Clock>) -> mlua::Result<()> {
     // string.dump makes bytecode; nothing in a policy needs it.
     string.raw_set("dump", Value::Nil)?;
 
+    // `getmetatable("")` would hand out the string metatable, shared by every plugin of the
+    // interpreter, whose `__index` is the real `string` table: lock it.
+    let string_meta: Table = lua
+        .load("return getmetatable('')")
+        .set_name("=authhost sandbox")
+        .call(())?;
+    string_meta.raw_set("__metatable", false)?;
+
     let expired = lua.create_function(move |_, ()| Ok(clock.expired()))?;
     lua.load(WRAPPERS)
         .set_name("=authhost sandbox")
@@ -67,4 +75,48 @@ pub(super) fn apply(lua: &Lua, clock: Rc<Clock>) -> mlua::Result<()> {
             globals.raw_get::<Function>("error")?,
             globals.raw_get::<Function>("type")?,
         ))
+}
+
+/// A new table with `table`'s entries (not its metatable).
+pub(super) fn shallow_copy(lua: &Lua, table: &Table) -> mlua::Result<Table> {
+    let copy = lua.create_table()?;
+    for pair in table.pairs::<Value, Value>() {
+        let (key, value) = pair?;
+        copy.raw_set(key, value)?;
+    }
+    Ok(copy)
+}
+
+/// Gives `load` the environment `env` unless the caller names one.
+const LOAD_IN_ENV: &str = r#"
+local shared_load, env = ...
+return function(chunk, name, mode, chunk_env)
+  if chunk_env == nil then chunk_env = env end
+  return shared_load(chunk, name, mode, chunk_env)
+end
+"#;
+
+/// A plugin's environment: the sandbox's globals (after [`apply`]), each library table
+/// (`string`, `table`, `math`, `utf8`, `os`) copied, `_G` the environment itself, and `load`
+/// loading into it by default. Built once per plugin per interpreter; lookups are plain
+/// reads of the environment, with no metatable in between.
+pub(super) fn isolated_env(lua: &Lua) -> mlua::Result<Table> {
+    let globals = lua.globals();
+    let env = lua.create_table()?;
+    for pair in globals.pairs::<Value, Value>() {
+        let (key, value) = pair?;
+        let value = match value {
+            Value::Table(table) if table != globals => Value::Table(shallow_copy(lua, &table)?),
+            Value::Table(_) => continue,
+            other => other,
+        };
+        env.raw_set(key, value)?;
+    }
+    env.raw_set("_G", env.clone())?;
+    let load: Function = lua
+        .load(LOAD_IN_ENV)
+        .set_name("=authhost sandbox")
+        .call((globals.raw_get::<Function>("load")?, env.clone()))?;
+    env.raw_set("load", load)?;
+    Ok(env)
 }
