@@ -11,6 +11,7 @@ mod reload_support;
 
 // The areas, one module each.
 mod cli;
+mod confine;
 mod db;
 mod decisions;
 mod embed;

@@ -13,7 +13,7 @@ use mlua::{Function, Lua, LuaString, MultiValue, Table, Value, Variadic};
 use rusqlite::types::ValueRef;
 
 use super::{with_lifted_limit, Clock, MemoryBudget};
-use crate::script_api::db::{Database, DbError, Value as SqlValue};
+use crate::script_api::db::{Confined, Database, DbError, Value as SqlValue};
 
 /// Builds the `authhost.db` table over `db`. `clock` is marked expired when SQLite stops a
 /// statement at the deadline, so that the script cannot catch its own timeout.
@@ -22,6 +22,7 @@ pub(super) fn module(lua: &Lua, db: Database, clock: Rc<Clock>) -> mlua::Result<
 
     let (query_db, query_clock) = (db.clone(), clock.clone());
     let query = lua.create_function(move |lua, (sql, params): (Value, Variadic<Value>)| {
+        let _confined = Confined::enter();
         let sql = sql_text(&sql, "query")?;
         let params = sql_params(&params, "query")?;
         let mut failure = None;
@@ -44,6 +45,7 @@ pub(super) fn module(lua: &Lua, db: Database, clock: Rc<Clock>) -> mlua::Result<
 
     let (exec_db, exec_clock) = (db.clone(), clock.clone());
     let exec = lua.create_function(move |_, (sql, params): (Value, Variadic<Value>)| {
+        let _confined = Confined::enter();
         let sql = sql_text(&sql, "exec")?;
         let params = sql_params(&params, "exec")?;
         let changed = exec_db

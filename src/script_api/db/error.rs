@@ -67,6 +67,14 @@ pub(super) fn sql_error(error: rusqlite::Error, sql: &str) -> DbError {
         rusqlite::Error::Empty => "the SQL is empty".into(),
         other => other.to_string(),
     };
+    // The authorizer refused it (SQLite says "not authorized", with one code or another):
+    // say what and why.
+    if let Some(reason) = super::confine::take_refusal() {
+        return DbError::Sql {
+            message: format!("SQL refused in a Lua policy: {reason}"),
+            sql: excerpt(sql),
+        };
+    }
     let code = error.sqlite_error_code();
     match code {
         Some(ErrorCode::OperationInterrupted) => DbError::Timeout { sql: excerpt(sql) },

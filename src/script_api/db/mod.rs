@@ -56,6 +56,7 @@ use std::rc::Rc;
 
 use rusqlite::Connection;
 
+mod confine;
 mod error;
 mod location;
 mod request;
@@ -63,6 +64,7 @@ mod snapshot;
 mod transaction;
 mod value;
 
+pub use confine::Confined;
 pub use error::DbError;
 pub use location::{DatabaseScope, Location};
 pub(crate) use request::deadline;
@@ -94,6 +96,8 @@ struct Handle {
     depth: Cell<u32>,
     /// The read snapshot kept between a worker's requests (see [`snapshot`]).
     reader: RefCell<Reader>,
+    /// Whether the statement cache may hold statements prepared without confinement.
+    cache_unconfined: Cell<bool>,
 }
 
 thread_local! {
@@ -121,6 +125,7 @@ impl Database {
                     connection: RefCell::new(None),
                     depth: Cell::new(0),
                     reader: RefCell::new(Reader::default()),
+                    cache_unconfined: Cell::new(false),
                 });
                 handles.push(Rc::downgrade(&handle));
                 handle
@@ -186,9 +191,7 @@ impl Database {
     ) -> Result<(), E> {
         let kind = Statement::of(sql);
         self.with_connection(kind, |connection| {
-            let mut statement = connection
-                .prepare_cached(sql)
-                .map_err(|e| sql_error(e, sql))?;
+            let mut statement = self.prepare_policy(connection, sql)?;
             check_parameter_count(statement.parameter_count(), params.len(), sql)?;
             if kind == Statement::PlainSelect {
                 // Checked on the prepared statement too: a SELECT that could write does not
@@ -244,13 +247,10 @@ impl Database {
         self.with_connection(Statement::of(sql).not_shared(), |connection| {
             let before = connection.total_changes();
             if params.is_empty() {
-                connection
-                    .execute_batch(sql)
+                confine::preparing(|| connection.execute_batch(sql))
                     .map_err(|e| sql_error(e, sql))?;
             } else {
-                let mut statement = connection
-                    .prepare_cached(sql)
-                    .map_err(|e| sql_error(e, sql))?;
+                let mut statement = self.prepare_policy(connection, sql)?;
                 check_parameter_count(statement.parameter_count(), params.len(), sql)?;
                 // Step through any rows (a `RETURNING` clause yields some) and drop them.
                 let mut rows = statement
@@ -351,6 +351,23 @@ impl Database {
         f(connection)
     }
 
+    /// Prepares a policy's statement (from the cache when it can), checked by the
+    /// authorizer when the thread is confined. A statement prepared unconfined is never
+    /// reused confined: the first confined preparation after one empties the cache.
+    fn prepare_policy<'c>(
+        &self,
+        connection: &'c Connection,
+        sql: &str,
+    ) -> Result<rusqlite::CachedStatement<'c>, DbError> {
+        let confined = confine::is_confined();
+        if confined && self.handle.cache_unconfined.replace(false) {
+            connection.flush_prepared_statement_cache();
+        } else if !confined {
+            self.handle.cache_unconfined.set(true);
+        }
+        confine::preparing(|| connection.prepare_cached(sql)).map_err(|e| sql_error(e, sql))
+    }
+
     fn open(&self) -> Result<Connection, DbError> {
         let handle = &self.handle;
         let target = handle.location.scope.target(&handle.location.path);
@@ -369,6 +386,9 @@ impl Database {
             .progress_handler(PROGRESS_OPS, Some(past_deadline))
             .map_err(open_error)?;
         connection.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        connection
+            .authorizer(Some(confine::authorize))
+            .map_err(open_error)?;
         connection
             .execute_batch("PRAGMA foreign_keys = ON")
             .map_err(open_error)?;
