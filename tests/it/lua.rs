@@ -265,3 +265,51 @@ fn status_lists_plugins_and_callbacks() {
     assert_eq!(counters["decisions"]["user_id"], 1);
     assert_eq!(counters["decisions"]["primary"], 1);
 }
+
+/// A directory 150+ characters deep, as a user's checkout may be: Lua cuts chunk names to
+/// 60 bytes, and messages must name the whole path anyway (contract §7: `FILE:LINE:`).
+fn long_directory(root: &std::path::Path) -> std::path::PathBuf {
+    let dir = root.join("a-checkout-at-a-long-path-as-users-have-them".repeat(4));
+    std::fs::create_dir_all(&dir).unwrap();
+    assert!(dir.display().to_string().len() > 150);
+    dir
+}
+
+#[test]
+fn errors_name_the_whole_path_however_long() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = long_directory(root.path());
+    let broken = dir.join("broken.lua");
+    std::fs::copy(policy("sets/syntax/broken.lua"), &broken).unwrap();
+    let err = Host::builder()
+        .plugins(&broken)
+        .db(":memory:")
+        .workers(1)
+        .build()
+        .err()
+        .expect("the plugin must not load");
+    assert!(
+        err.to_string()
+            .contains(&format!("{}:3: ", broken.display())),
+        "{err}"
+    );
+    assert!(matches!(err, Error::Load { line: Some(3), .. }), "{err:?}");
+
+    let errors = dir.join("errors.lua");
+    std::fs::copy(policy("lua/errors.lua"), &errors).unwrap();
+    let host = Host::builder()
+        .plugins(&errors)
+        .db(":memory:")
+        .workers(1)
+        .build()
+        .unwrap();
+    let error = error_of(&host.user_login("index_nil", "{}"));
+    assert!(
+        error.message.contains(&format!(
+            "{}:4: attempt to index a nil value",
+            errors.display()
+        )),
+        "{}",
+        error.message
+    );
+}

@@ -136,6 +136,8 @@ struct LuaInstance {
     /// Per plugin, its callback functions by [`Callback::index`].
     functions: Vec<[Option<Function>; 3]>,
     clock: Rc<Clock>,
+    /// Per plugin, the path its messages name (its chunk is loaded under [`chunk_name`]).
+    paths: Vec<String>,
     memory_limit: usize,
     timeout: std::time::Duration,
 }
@@ -179,18 +181,22 @@ impl LuaInstance {
         sessions::install(&lua, &shared_api, store, clock.clone()).map_err(setup_error)?;
 
         let mut functions = Vec::with_capacity(plugins.len());
+        let mut paths: Vec<String> = Vec::with_capacity(plugins.len());
         for plugin in plugins {
             let path = plugin.display_path();
+            paths.push(path.to_string());
             let load_error = |e: mlua::Error| Error::load(&plugin.path, &describe(&e));
             let env = plugin_env(&lua, &shared_api, &path).map_err(setup_error)?;
             clock.arm(Instant::now() + config.timeout);
             let loading = RequestScope::enter(&db, Instant::now() + config.timeout);
             lua.load(plugin.text.as_str())
-                .set_name(format!("@{path}"))
+                // Lua cuts chunk names to LUA_IDSIZE (60 bytes); a short name, mapped back
+                // to the real path in every message, keeps `FILE:LINE:` whole (contract §7).
+                .set_name(chunk_name(paths.len() - 1))
                 .set_mode(ChunkMode::Text)
                 .set_environment(env.clone())
                 .exec()
-                .map_err(|e| load_failure(&plugin.path, &e, &clock, config))?;
+                .map_err(|e| load_failure(&plugin.path, &e, &clock, config, &paths))?;
             drop(loading);
             let mut found: [Option<Function>; 3] = [None, None, None];
             for callback in Callback::ALL {
@@ -220,7 +226,7 @@ impl LuaInstance {
                         let _setup = RequestScope::enter(&db, Instant::now() + config.timeout);
                         setup
                             .call::<()>(())
-                            .map_err(|e| load_failure(&plugin.path, &e, &clock, config))?;
+                            .map_err(|e| load_failure(&plugin.path, &e, &clock, config, &paths))?;
                     }
                     Value::Nil => {}
                     other => {
@@ -239,6 +245,7 @@ impl LuaInstance {
         Ok(LuaInstance {
             lua,
             functions,
+            paths,
             clock,
             memory_limit: config.lua_memory_limit,
             timeout: config.timeout,
@@ -272,7 +279,10 @@ impl LuaInstance {
                 ),
             );
         }
-        DecisionError::new(ErrorKind::Raised, describe(error))
+        DecisionError::new(
+            ErrorKind::Raised,
+            restore_chunk_names(&self.paths, &describe(error)),
+        )
     }
 }
 
@@ -316,6 +326,7 @@ fn load_failure(
     error: &mlua::Error,
     clock: &Clock,
     config: &Config,
+    paths: &[String],
 ) -> Error {
     if clock.expired() {
         return Error::load(
@@ -326,7 +337,25 @@ fn load_failure(
             ),
         );
     }
-    Error::load(file, &describe(error))
+    Error::load(file, &restore_chunk_names(paths, &describe(error)))
+}
+
+/// The short chunk name plugin `index` is loaded under: `=` makes Lua print it verbatim.
+fn chunk_name(index: usize) -> String {
+    format!("=@{index}@")
+}
+
+/// `message` with every short chunk name replaced by its plugin's real path.
+fn restore_chunk_names(paths: &[String], message: &str) -> String {
+    let mut message = message.to_string();
+    // The closing `@` keeps `@1@` from matching inside `@12@`.
+    for (index, path) in paths.iter().enumerate() {
+        let name = &chunk_name(index)[1..];
+        if message.contains(name) {
+            message = message.replace(name, path);
+        }
+    }
+    message
 }
 
 /// What a script returned, for the decision mapping.
