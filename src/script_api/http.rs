@@ -14,6 +14,9 @@
 //!   (dot segments, host case, default ports), so `http://a/api/../admin` is `/admin`.
 //! - **Counters**: each call is counted by outcome for `status` ([`UpstreamCounters`]).
 
+// A build without Python leaves out the binding that uses the trusted (unconfined) client.
+#![cfg_attr(not(feature = "python"), allow(dead_code))]
+
 use std::cell::RefCell;
 use std::fmt;
 use std::io::Read;
