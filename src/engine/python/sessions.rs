@@ -58,7 +58,7 @@ pub(super) fn add_sessions(py: Python<'_>, authhost: &Bound<'_, PyModule>) -> Py
 fn context(function: &str) -> PyResult<(Store, Instant)> {
     match (
         crate::sessions::thread_store(),
-        crate::script_api::db::deadline(),
+        crate::script_api::db::request_deadline(),
     ) {
         (Some(store), Some(deadline)) => Ok((store, deadline)),
         _ => Err(StoreFailure::new_err(format!(

@@ -67,9 +67,9 @@ mod value;
 pub use confine::Confined;
 pub use error::DbError;
 pub use location::{DatabaseScope, Location};
-pub(crate) use request::deadline;
 /// The deadline of the request (or `setup()`) running on this thread, if any: the one every
-/// blocking call a script makes must end by (SQL statements here, `authhost.http`).
+/// blocking call a script makes must end by (SQL statements here, `authhost.http`, the
+/// session store).
 pub(crate) use request::deadline as request_deadline;
 pub use request::RequestScope;
 pub use transaction::TransactionLevel;
