@@ -3,18 +3,16 @@
 //! what policies need still works; Python's SQL is not confined.
 
 use std::path::Path;
-use std::time::Duration;
 
 use authhost::{ErrorKind, Host, UserDecision};
 
-use crate::common::{error_of, policy};
+use crate::common::{builder, error_of, RELAXED};
 
 fn host(dir: &Path, plugins: &str) -> Host {
-    Host::builder()
-        .plugins(policy(plugins))
+    builder(plugins)
         .db(dir.join("app.db"))
         .workers(1)
-        .timeout(Duration::from_secs(20))
+        .timeout(RELAXED)
         .build()
         .expect("the policy loads")
 }

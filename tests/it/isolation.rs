@@ -5,13 +5,11 @@
 
 use authhost::{Host, NodeDecision, UserDecision};
 
-use crate::common::policy;
+use crate::common::builder;
 
 fn host() -> Host {
     // One worker: both plugins share one interpreter, the case an attack needs.
-    Host::builder()
-        .plugins(policy("isolation"))
-        .db(":memory:")
+    builder("isolation")
         .workers(1)
         .build()
         .expect("the isolation set loads")
