@@ -657,8 +657,25 @@ mod loadable_extension {
     /// Runs the `sqlite3` shell on an in-memory database with `script` on stdin and the
     /// given environment; returns (stdout, stderr).
     fn sqlite3_shell(script: &str, env: &[(&str, &str)]) -> (String, String) {
+        sqlite3_shell_in(
+            Path::new(env!("CARGO_MANIFEST_DIR")),
+            ":memory:",
+            script,
+            env,
+        )
+    }
+
+    /// Runs `sqlite3 DATABASE` in `dir` with `script` on stdin and the given environment;
+    /// returns (stdout, stderr).
+    fn sqlite3_shell_in(
+        dir: &Path,
+        database: &str,
+        script: &str,
+        env: &[(&str, &str)],
+    ) -> (String, String) {
         let mut child = Command::new("sqlite3")
-            .arg(":memory:")
+            .arg(database)
+            .current_dir(dir)
             .envs(env.iter().copied())
             .env_remove("AUTHHOST_LOG")
             .stdin(Stdio::piped())
@@ -898,6 +915,195 @@ print(len(answers), sorted(set(answers)))
                 ["1", "primary", "100 [1]"],
                 "{stderr}"
             );
+        }
+    }
+
+    /// What the README shows, run as a user would after `cargo build --release`: the bundled
+    /// `plugins/policy.lua`, whose `setup()` and callbacks use `authhost.db`, asked from the
+    /// system `sqlite3` shell (3.40) and Debian's `python3.11`, in a directory of their own.
+    mod with_the_policy_database {
+        use super::*;
+        use std::process::Output;
+
+        /// A directory with a copy of the bundled `plugins/policy.lua` in `plugins/`, as
+        /// a fresh clone has it.
+        fn node_dir() -> tempfile::TempDir {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::create_dir(dir.path().join("plugins")).unwrap();
+            std::fs::copy(
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("plugins/policy.lua"),
+                dir.path().join("plugins/policy.lua"),
+            )
+            .unwrap();
+            dir
+        }
+
+        /// No AUTHHOST_* settings from the test's own environment: the README's defaults.
+        const UNSET: [&str; 5] = [
+            "AUTHHOST_PLUGINS",
+            "AUTHHOST_DB",
+            "AUTHHOST_WORKERS",
+            "AUTHHOST_TIMEOUT_MS",
+            "AUTHHOST_LOG",
+        ];
+
+        /// Runs `program` with Debian's `python3.11` in `dir`, the extension's path as its
+        /// first argument.
+        fn python3_11(dir: &Path, program: &str, env: &[(&str, &str)]) -> Output {
+            let mut command = Command::new("/usr/bin/python3.11");
+            command
+                .current_dir(dir)
+                .arg("-c")
+                .arg(program)
+                .arg(extension());
+            for name in UNSET {
+                command.env_remove(name);
+            }
+            command
+                .envs(env.iter().copied())
+                .output()
+                .expect("Debian's python3.11 is installed (scripts/setup)")
+        }
+
+        /// The names in the policy database's `users` table, by id.
+        fn users(database: &Path) -> Vec<String> {
+            let conn = Connection::open(database).unwrap();
+            let mut statement = conn.prepare("SELECT name FROM users ORDER BY id").unwrap();
+            let names = statement.query_map([], |row| row.get(0)).unwrap();
+            names.collect::<Result<_, _>>().unwrap()
+        }
+
+        /// Failed on the code before this test: `setup()`'s first `db.exec` panicked inside
+        /// rusqlite (`sqlite3_set_clientdata`, which SQLite 3.40 does not have) and every
+        /// call was "unwinding panic".
+        #[test]
+        fn the_sqlite3_shell_runs_the_bundled_policy_as_the_readme_shows() {
+            let dir = node_dir();
+            let script = format!(
+                ".load {}\n\
+                 SELECT json_extract(authhost_configure('{{\"plugins\":\"plugins\",\"db\":\"authhost.db\",\"workers\":4}}'), '$.ready');\n\
+                 SELECT user_login('{{\"name\":\"alice\",\"password\":\"wonderland\"}}', '{{\"public_key\":\"pk-office\"}}');\n\
+                 SELECT user_login('{{\"name\":\"alice\",\"password\":\"looking-glass\"}}', '{{\"public_key\":\"pk-office\"}}');\n\
+                 SELECT user_signup('{{\"name\":\"bob\",\"password\":\"builder-bob\"}}', '{{\"public_key\":\"pk-laptop\"}}');\n\
+                 SELECT user_login('{{\"name\":\"bob\",\"password\":\"builder-bob\"}}', '{{\"public_key\":\"pk-laptop\"}}');\n\
+                 SELECT new_node('{{\"public_key\":\"pk-backup\"}}'), new_node('{{\"public_key\":\"pk-stranger\"}}');\n",
+                extension().display()
+            );
+            // authhost_configure names every setting the environment could.
+            let (stdout, stderr) = sqlite3_shell_in(dir.path(), "node.db", &script, &[]);
+            assert_eq!(
+                stdout.lines().collect::<Vec<_>>(),
+                ["1", "1", "-1", "2", "2", "async|-1"],
+                "stderr: {stderr}"
+            );
+            assert_eq!(users(&dir.path().join("authhost.db")), ["alice", "bob"]);
+        }
+
+        /// The README's Python example, verbatim but for the extension's path, with the
+        /// policy's defaults (`plugins`, `authhost.db`) taken from the working directory.
+        /// Failed on the code before this test as the shell's did.
+        #[test]
+        fn python_sqlite3_runs_the_bundled_policy_as_the_readme_shows() {
+            let dir = node_dir();
+            let program = r#"
+import sqlite3, sys
+conn = sqlite3.connect("node.db")
+conn.enable_load_extension(True)
+conn.load_extension(sys.argv[1])
+print(conn.execute("SELECT new_node(?)", ('{"public_key":"pk-office"}',)).fetchone())
+print(conn.execute("SELECT user_login(?, ?)", ('{"name":"alice","password":"wonderland"}', '{"public_key":"pk-office"}')).fetchone())
+print(conn.execute("SELECT user_signup(?, ?)", ('{"name":"carol","password":"carol-pass"}', '{"public_key":"pk-office"}')).fetchone())
+print(conn.execute("SELECT user_signup(?, ?)", ('{"name":"carol","password":"other-pass"}', '{"public_key":"pk-office"}')).fetchone())
+"#;
+            let output = python3_11(dir.path(), program, &[]);
+            let stdout = String::from_utf8_lossy(&output.stdout);
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert!(output.status.success(), "{stdout}\n{stderr}");
+            assert_eq!(
+                stdout.lines().collect::<Vec<_>>(),
+                ["('primary',)", "(1,)", "(2,)", "(-1,)"],
+                "{stderr}"
+            );
+            assert_eq!(users(&dir.path().join("authhost.db")), ["alice", "carol"]);
+        }
+
+        /// Once `authhost_configure` was called, later calls start from its settings and say
+        /// why they fail. The code before this test fell back to the environment (here a
+        /// policy that would have answered 1) and blamed it for any failure.
+        #[test]
+        fn after_a_failed_authhost_configure_every_call_reports_its_cause() {
+            let dir = node_dir();
+            let script = format!(
+                ".load {}\n\
+                 SELECT authhost_configure('{{\"plugins\":\"no-such-plugins\",\"db\":\"authhost.db\"}}');\n\
+                 SELECT user_login('{{\"name\":\"alice\"}}', '{{\"public_key\":\"pk-primary\"}}');\n\
+                 SELECT new_node('{{\"public_key\":\"pk-primary\"}}');\n\
+                 SELECT authhost_configure('{{\"plugin\":\"plugins\"}}');\n\
+                 SELECT user_login('{{\"name\":\"alice\"}}', '{{\"public_key\":\"pk-primary\"}}');\n",
+                extension().display()
+            );
+            let env = node_env();
+            let (stdout, stderr) =
+                sqlite3_shell_in(dir.path(), "node.db", &script, &borrowed(&env));
+            assert_eq!(stdout, "", "no call may answer: {stderr}");
+            let cause = "authhost could not start (settings from authhost_configure()): \
+                         no-such-plugins: cannot read plugins";
+            assert_eq!(stderr.matches(cause).count(), 3, "{stderr}");
+            assert_eq!(
+                stderr.matches("unknown field `plugin`").count(),
+                2,
+                "{stderr}"
+            );
+            assert!(!stderr.contains("environment"), "{stderr}");
+        }
+
+        /// A Python policy on the policy database, in a program without Python (the shell
+        /// starts an interpreter of its own) and in `python3.11` (its own interpreter).
+        #[cfg(feature = "python")]
+        #[test]
+        fn a_python_policy_uses_the_policy_database_in_both_programs() {
+            let dir = tempfile::tempdir().unwrap();
+            let plugins = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/policies/python_db/users")
+                .display()
+                .to_string();
+            let env = [
+                ("AUTHHOST_PLUGINS", plugins.as_str()),
+                ("AUTHHOST_DB", "authhost.db"),
+                ("AUTHHOST_TIMEOUT_MS", "20000"),
+            ];
+            let script = format!(
+                ".load {}\n\
+                 SELECT user_signup('{{\"name\":\"dave\",\"password\":\"pw-dave\"}}', '{{\"public_key\":\"pk-1\"}}');\n\
+                 SELECT user_login('{{\"name\":\"dave\",\"password\":\"pw-dave\"}}', '{{}}');\n\
+                 SELECT user_login('{{\"name\":\"dave\",\"password\":\"wrong\"}}', '{{}}');\n",
+                extension().display()
+            );
+            let (stdout, stderr) = sqlite3_shell_in(dir.path(), "node.db", &script, &env);
+            assert_eq!(
+                stdout.lines().collect::<Vec<_>>(),
+                ["1", "1", "-1"],
+                "stderr: {stderr}"
+            );
+            let program = r#"
+import sqlite3, sys
+conn = sqlite3.connect("node.db")
+conn.enable_load_extension(True)
+conn.load_extension(sys.argv[1])
+print(conn.execute("SELECT user_signup(?, ?)", ('{"name":"erin","password":"pw-erin"}', '{"public_key":"pk-2"}')).fetchone()[0])
+print(conn.execute("SELECT user_login(?, ?)", ('{"name":"dave","password":"pw-dave"}', '{}')).fetchone()[0])
+print(conn.execute("SELECT user_login(?, ?)", ('{"name":"erin","password":"pw-erin"}', '{}')).fetchone()[0])
+"#;
+            let output = python3_11(dir.path(), program, &env);
+            let stdout = String::from_utf8_lossy(&output.stdout);
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert!(output.status.success(), "{stdout}\n{stderr}");
+            assert_eq!(
+                stdout.lines().collect::<Vec<_>>(),
+                ["2", "1", "2"],
+                "{stderr}"
+            );
+            assert_eq!(users(&dir.path().join("authhost.db")), ["dave", "erin"]);
         }
     }
 }
