@@ -566,36 +566,104 @@ mod c_abi {
         );
     }
 
-    /// A C program linked to the shared library asks every callback, blocking and async, from
-    /// several threads, and feeds the boundary bad input.
+    /// The library as `scripts/install` lays it out (SONAME, header, `authhost.pc`), under
+    /// `target/c-prefix`: installed once per test run from the `libauthhost.so` cargo built
+    /// for it. Returns the prefix's `lib/pkgconfig`, for `PKG_CONFIG_PATH`.
+    fn installed() -> &'static Path {
+        static INSTALLED: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+        INSTALLED.get_or_init(|| {
+            let library = library_dir().join("libauthhost.so");
+            assert!(library.exists(), "no {}", library.display());
+            // target/debug/deps → target
+            let prefix = library_dir().ancestors().nth(2).unwrap().join("c-prefix");
+            let output = Command::new(manifest_dir().join("scripts/install"))
+                .arg("--library")
+                .arg(&library)
+                .arg(&prefix)
+                .output()
+                .expect("scripts/install runs");
+            assert!(
+                output.status.success(),
+                "scripts/install failed:\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            prefix.join("lib/pkgconfig")
+        })
+    }
+
+    /// Runs a shell command line in `dir` with the installed library on `PKG_CONFIG_PATH`,
+    /// as the README's commands run; returns its output, after asserting it succeeded.
+    fn shell(dir: &Path, command_line: &str) -> std::process::Output {
+        let output = Command::new("sh")
+            .arg("-c")
+            .arg(command_line)
+            .current_dir(dir)
+            .env("PKG_CONFIG_PATH", installed())
+            .env_remove("LD_LIBRARY_PATH")
+            .output()
+            .expect("sh runs");
+        assert!(
+            output.status.success(),
+            "`{command_line}` failed:\n{}\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        output
+    }
+
+    /// The README's C example, built and run as the README says: `cc` with `pkg-config`
+    /// against the installed prefix, then `./node` beside the bundled policy, with no
+    /// LD_LIBRARY_PATH. Failed on the code before this test: there was no install step, and a
+    /// program linked to target/release could not find `libauthhost.so` at run time.
+    #[test]
+    fn the_readme_c_program_builds_with_pkg_config_and_runs_from_the_installed_prefix() {
+        let dir = tempfile::tempdir().unwrap();
+        for file in ["tests/c/node.c", "plugins/policy.lua"] {
+            let to = dir.path().join(file);
+            std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+            std::fs::copy(manifest_dir().join(file), to).unwrap();
+        }
+        shell(
+            dir.path(),
+            "cc -o node tests/c/node.c $(pkg-config --cflags --libs authhost)",
+        );
+        let needed = shell(dir.path(), "readelf -d node");
+        assert!(
+            String::from_utf8_lossy(&needed.stdout).contains("Shared library: [libauthhost.so.0]"),
+            "node must ask for the SONAME"
+        );
+        let run = shell(dir.path(), "./node");
+        assert_eq!(
+            String::from_utf8_lossy(&run.stdout)
+                .lines()
+                .collect::<Vec<_>>(),
+            [
+                "alice: 1",
+                "alice, wrong password: -1",
+                "pk-office: primary",
+                "alice (async): 1",
+                "status: {\"ready\":true,…",
+            ],
+            "{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+    }
+
+    /// A C program built against the installed library asks every callback, blocking and
+    /// async, from several threads, and feeds the boundary bad input.
     #[test]
     fn a_c_program_gets_every_decision_and_survives_bad_input() {
-        let library = library_dir();
-        assert!(
-            library.join("libauthhost.so").exists(),
-            "no libauthhost.so in {}",
-            library.display()
-        );
         let out = tempfile::tempdir().unwrap();
-        let program = out.path().join("c_abi_test");
-        let compiled = Command::new("cc")
-            .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-pthread", "-o"])
-            .arg(&program)
-            .arg(manifest_dir().join("tests/c/c_abi_test.c"))
-            .arg("-I")
-            .arg(manifest_dir().join("include"))
-            .arg("-L")
-            .arg(&library)
-            .arg(format!("-Wl,-rpath,{}", library.display()))
-            .arg("-lauthhost")
-            .output()
-            .expect("cc runs");
-        assert!(
-            compiled.status.success(),
-            "cc failed:\n{}",
-            String::from_utf8_lossy(&compiled.stderr)
+        let source = manifest_dir().join("tests/c/c_abi_test.c");
+        shell(
+            out.path(),
+            &format!(
+                "cc -std=c11 -Wall -Wextra -Werror -pthread -o c_abi_test '{}' \
+                 $(pkg-config --cflags --libs authhost)",
+                source.display()
+            ),
         );
-        let run = Command::new(&program)
+        let run = Command::new(out.path().join("c_abi_test"))
             .arg(policy("node.lua"))
             .output()
             .unwrap();
