@@ -991,7 +991,6 @@ print(len(answers), sorted(set(answers)))
     /// system `sqlite3` shell (3.40) and Debian's `python3.11`, in a directory of their own.
     mod with_the_policy_database {
         use super::*;
-        use std::process::Output;
 
         /// A directory with a copy of the bundled `plugins/policy.lua` in `plugins/`, as
         /// a fresh clone has it.
@@ -1016,8 +1015,8 @@ print(len(answers), sorted(set(answers)))
         ];
 
         /// Runs `program` with Debian's `python3.11` in `dir`, the extension's path as its
-        /// first argument.
-        fn python3_11(dir: &Path, program: &str, env: &[(&str, &str)]) -> Output {
+        /// first argument; returns the lines it printed and its stderr, once it succeeded.
+        fn python3_11(dir: &Path, program: &str, env: &[(&str, &str)]) -> (Vec<String>, String) {
             let mut command = Command::new("/usr/bin/python3.11");
             command
                 .current_dir(dir)
@@ -1027,10 +1026,14 @@ print(len(answers), sorted(set(answers)))
             for name in UNSET {
                 command.env_remove(name);
             }
-            command
+            let output = command
                 .envs(env.iter().copied())
                 .output()
-                .expect("Debian's python3.11 is installed (scripts/setup)")
+                .expect("Debian's python3.11 is installed (scripts/setup)");
+            let stdout = String::from_utf8_lossy(&output.stdout);
+            let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+            assert!(output.status.success(), "{stdout}\n{stderr}");
+            (stdout.lines().map(str::to_string).collect(), stderr)
         }
 
         /// The names in the policy database's `users` table, by id.
@@ -1083,15 +1086,8 @@ print(conn.execute("SELECT user_login(?, ?)", ('{"name":"alice","password":"wond
 print(conn.execute("SELECT user_signup(?, ?)", ('{"name":"carol","password":"carol-pass"}', '{"public_key":"pk-office"}')).fetchone())
 print(conn.execute("SELECT user_signup(?, ?)", ('{"name":"carol","password":"other-pass"}', '{"public_key":"pk-office"}')).fetchone())
 "#;
-            let output = python3_11(dir.path(), program, &[]);
-            let stdout = String::from_utf8_lossy(&output.stdout);
-            let stderr = String::from_utf8_lossy(&output.stderr);
-            assert!(output.status.success(), "{stdout}\n{stderr}");
-            assert_eq!(
-                stdout.lines().collect::<Vec<_>>(),
-                ["('primary',)", "(1,)", "(2,)", "(-1,)"],
-                "{stderr}"
-            );
+            let (lines, stderr) = python3_11(dir.path(), program, &[]);
+            assert_eq!(lines, ["('primary',)", "(1,)", "(2,)", "(-1,)"], "{stderr}");
             assert_eq!(users(&dir.path().join("authhost.db")), ["alice", "carol"]);
         }
 
@@ -1162,15 +1158,8 @@ print(conn.execute("SELECT user_signup(?, ?)", ('{"name":"erin","password":"pw-e
 print(conn.execute("SELECT user_login(?, ?)", ('{"name":"dave","password":"pw-dave"}', '{}')).fetchone()[0])
 print(conn.execute("SELECT user_login(?, ?)", ('{"name":"erin","password":"pw-erin"}', '{}')).fetchone()[0])
 "#;
-            let output = python3_11(dir.path(), program, &env);
-            let stdout = String::from_utf8_lossy(&output.stdout);
-            let stderr = String::from_utf8_lossy(&output.stderr);
-            assert!(output.status.success(), "{stdout}\n{stderr}");
-            assert_eq!(
-                stdout.lines().collect::<Vec<_>>(),
-                ["2", "1", "2"],
-                "{stderr}"
-            );
+            let (lines, stderr) = python3_11(dir.path(), program, &env);
+            assert_eq!(lines, ["2", "1", "2"], "{stderr}");
             assert_eq!(users(&dir.path().join("authhost.db")), ["dave", "erin"]);
         }
     }
