@@ -15,7 +15,7 @@
 //! with `sqlite3_close`, never `sqlite3_close_v2`.
 //!
 //! Nothing here may unwind into SQLite: a poisoned lock is taken over (the map is consistent
-//! between statements), and the destructors are SQLite-style C functions.
+//! between statements), and a destructor's panic is caught.
 
 use std::collections::HashMap;
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
@@ -64,12 +64,15 @@ fn with_data<T>(f: impl FnOnce(&mut HashMap<(usize, CString), Datum>) -> T) -> T
 }
 
 /// Runs a datum's destructor, outside the map's lock (a destructor may drop a connection's
-/// callback, and so, in principle, anything).
+/// callback, and so, in principle, anything). A panic in it is caught: these functions are
+/// called from SQLite's C, where nothing may unwind (the datum is then leaked).
 fn destroy(datum: Datum) {
     if let (Some(destructor), false) = (datum.destructor, datum.data.is_null()) {
-        // SAFETY: the destructor and data were given together to sqlite3_set_clientdata, and
-        // each datum leaves the map (and is destroyed) exactly once.
-        unsafe { destructor(datum.data) };
+        let _ = std::panic::catch_unwind(|| {
+            // SAFETY: the destructor and data were given together to sqlite3_set_clientdata,
+            // and each datum leaves the map (and is destroyed) exactly once.
+            unsafe { destructor(datum.data) }
+        });
     }
 }
 
