@@ -1,5 +1,11 @@
-//! On release builds, also builds the SQLite loadable extension (`sqlite-ext/`) and puts it
-//! beside the other artifacts: `target/release/libauthhost_sqlite.so`.
+//! Gives the C library (`libauthhost.so`) its SONAME, and, on release builds, also builds the
+//! SQLite loadable extension (`sqlite-ext/`) and puts it beside the other artifacts:
+//! `target/release/libauthhost_sqlite.so`.
+//!
+//! The SONAME, `libauthhost.so.0`, is what a C program linked with `-lauthhost` asks the
+//! dynamic loader for; `scripts/install` installs the library under that name (and
+//! `libauthhost.so` for the linker) and reads the name from the library, so it is said only
+//! here. Bump it when the C ABI (`src/ffi.rs`) changes incompatibly.
 //!
 //! Why a cargo run of its own: the extension needs rusqlite's `loadable_extension` (SQLite
 //! through the loader's function table), authhost itself needs `bundled` (its own SQLite).
@@ -15,8 +21,14 @@ use std::env;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// The C library's SONAME (see the module docs).
+const SONAME: &str = "libauthhost.so.0";
+
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
+    if env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux") {
+        println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,{SONAME}");
+    }
     println!("cargo:rerun-if-env-changed=AUTHHOST_SKIP_SQLITE_EXTENSION");
     let release = env::var("PROFILE").as_deref() == Ok("release");
     let bundled = env::var_os("CARGO_FEATURE_BUNDLED").is_some();

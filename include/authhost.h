@@ -1,5 +1,6 @@
 /*
- * authhost: the C API. Link with -lauthhost (target/release/libauthhost.so).
+ * authhost: the C API. Install with scripts/install PREFIX (libauthhost.so.0, this header,
+ * authhost.pc), then build with: cc prog.c $(pkg-config --cflags --libs authhost)
  *
  * Strings in are NUL-terminated UTF-8, borrowed for the call; NULL or invalid UTF-8 gets an
  * error answer, never a crash. Strings out are freed with authhost_string_free. A host may

@@ -104,6 +104,18 @@ impl Error {
 /// A `Result` with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// What a caught panic says: its message when it has one (a `&str` or a `String`, as
+/// `panic!` makes), for the error answer that takes its place.
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(text) = payload.downcast_ref::<&str>() {
+        text.to_string()
+    } else if let Some(text) = payload.downcast_ref::<String>() {
+        text.clone()
+    } else {
+        "a panic".to_string()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

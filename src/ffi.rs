@@ -33,6 +33,7 @@ use std::ptr;
 use serde_json::json;
 
 use crate::decision::{Callback, DecisionError, ErrorKind, NodeDecision, Outcome, UserDecision};
+use crate::error::panic_message;
 use crate::host::Host;
 
 /// A running host: its plugin set and workers. Opaque to C; made by [`authhost_open`], ended
@@ -114,7 +115,10 @@ pub unsafe extern "C" fn authhost_open(
     let failure = match opened {
         Ok(Ok(host)) => return Box::into_raw(Box::new(AuthhostHost { host })),
         Ok(Err(message)) => message,
-        Err(_) => "authhost failed while opening the host".to_string(),
+        Err(panic) => format!(
+            "authhost failed while opening the host: {}",
+            panic_message(&*panic)
+        ),
     };
     // SAFETY: as above.
     unsafe { set_out(error_out, owned_c_string(&failure)) };
@@ -356,9 +360,12 @@ pub unsafe extern "C" fn authhost_reload(
     let (result, message) = match catch_unwind(AssertUnwindSafe(|| host.host.reload())) {
         Ok(Ok(_)) => return AuthhostResult::Ok,
         Ok(Err(e)) => (AuthhostResult::LoadFailed, e.to_string()),
-        Err(_) => (
+        Err(panic) => (
             AuthhostResult::Panicked,
-            "authhost failed while reloading".to_string(),
+            format!(
+                "authhost failed while reloading: {}",
+                panic_message(&*panic)
+            ),
         ),
     };
     // SAFETY: as above.
@@ -433,9 +440,10 @@ fn guarded(callback: Callback, ask: impl FnOnce() -> Result<Outcome, BadArgument
     match catch_unwind(AssertUnwindSafe(ask)) {
         Ok(Ok(outcome)) => outcome,
         Ok(Err(bad)) => failed(format!("{}(): {}", callback.method_name(), bad.message)),
-        Err(_) => failed(format!(
-            "{}(): authhost failed while asking",
-            callback.method_name()
+        Err(panic) => failed(format!(
+            "{}(): authhost failed while asking: {}",
+            callback.method_name(),
+            panic_message(&*panic)
         )),
     }
 }

@@ -49,6 +49,7 @@ use rusqlite::types::{Value, ValueRef};
 use rusqlite::Connection;
 
 use crate::decision::{Callback, NodeCode, Outcome};
+use crate::error::panic_message;
 use crate::host::Host;
 
 /// The log target of `error` decisions answered through SQL.
@@ -86,26 +87,47 @@ where
             callback.arity() as i32,
             flags,
             move |ctx| {
-                let args = text_args(ctx, callback)?;
-                let host = host().map_err(user_error)?;
-                let outcome = host.call(callback, args);
-                if let Some(error) = outcome.decision.error_cause() {
-                    log::warn!(
-                        target: LOG_TARGET,
-                        "{}(): error: {}",
-                        callback.method_name(),
-                        error.message
-                    );
-                }
-                Ok(sql_code(&outcome))
+                guard(callback.method_name(), || {
+                    let args = text_args(ctx, callback)?;
+                    let host = host().map_err(user_error)?;
+                    let outcome = host.call(callback, args);
+                    if let Some(error) = outcome.decision.error_cause() {
+                        log::warn!(
+                            target: LOG_TARGET,
+                            "{}(): error: {}",
+                            callback.method_name(),
+                            error.message
+                        );
+                    }
+                    Ok(sql_code(&outcome))
+                })
             },
         )?;
     }
     conn.create_scalar_function("authhost_status", 0, flags, move |_| {
-        let host = host().map_err(user_error)?;
-        Ok(host.status().to_json().to_string())
+        guard("authhost_status", || {
+            let host = host().map_err(user_error)?;
+            Ok(host.status().to_json().to_string())
+        })
     })?;
     Ok(())
+}
+
+/// Runs the body of the SQL function `function`, a panic inside it becoming the call's SQL
+/// error (`user_login(): authhost failed: …`, naming the panic's message) instead of
+/// rusqlite's bare "unwinding panic". Every function registered here runs inside it; the
+/// SQLite extension's `authhost_configure` too.
+///
+/// # Failure
+///
+/// `call`'s own error, or the panic as [`rusqlite::Error::UserFunctionError`].
+pub fn guard<T>(function: &str, call: impl FnOnce() -> rusqlite::Result<T>) -> rusqlite::Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(call)).unwrap_or_else(|panic| {
+        Err(user_error(format!(
+            "{function}(): authhost failed: {}",
+            panic_message(&*panic)
+        )))
+    })
 }
 
 fn user_error(message: String) -> rusqlite::Error {
@@ -160,4 +182,34 @@ fn text_args(ctx: &Context<'_>, callback: Callback) -> rusqlite::Result<[String;
         return Err(user_error(message));
     }
     Ok(args)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A panic inside a function's body is that call's SQL error, quoting the panic, and the
+    /// connection goes on (rusqlite alone would say only "unwinding panic").
+    #[test]
+    fn a_panic_is_the_calls_sql_error() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.create_scalar_function("explode", 1, FunctionFlags::SQLITE_UTF8, |ctx| {
+            guard("explode", || {
+                let fuse: i64 = ctx.get(0)?;
+                if fuse > 0 {
+                    panic!("lit fuse {fuse}");
+                }
+                Ok(fuse)
+            })
+        })
+        .unwrap();
+        let error = conn
+            .query_row("SELECT explode(3)", [], |row| row.get::<_, i64>(0))
+            .unwrap_err();
+        assert_eq!(error.to_string(), "explode(): authhost failed: lit fuse 3");
+        let after: i64 = conn
+            .query_row("SELECT explode(0)", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(after, 0);
+    }
 }

@@ -18,7 +18,10 @@
 //! `AUTHHOST_WORKERS` and `AUTHHOST_TIMEOUT_MS` (defaults as in the contract). Once it runs,
 //! `authhost_configure` with the same settings is a no-op and with other settings an error.
 //! If the host cannot start (no plugins, a plugin that does not load), each call fails with
-//! an SQL error that says why, and the next call tries again.
+//! an SQL error that says why, and the next call tries again: with the settings of the last
+//! `authhost_configure` once that was called (so its failure's cause is what every later call
+//! reports), never then with the environment's. A panic inside authhost is an SQL error that
+//! quotes it, never an unwinding across SQLite.
 //!
 //! **The loader's SQLite, never a second copy**: rusqlite is built with
 //! `loadable_extension`, so every SQLite call — the functions' own and those of the
@@ -40,10 +43,10 @@
 //!
 //! Logs go to stderr, at the level in `AUTHHOST_LOG` (`warn` by default).
 
+mod client_data;
 mod older_sqlite;
 
 use std::ffi::{c_char, c_int};
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Mutex, OnceLock};
 
 use authhost::{Config, Host, HostBuilder};
@@ -55,6 +58,9 @@ use rusqlite::{ffi, Connection};
 static HOST: OnceLock<Host> = OnceLock::new();
 /// Serializes starting the host, so that two connections' first calls start one host.
 static STARTING: Mutex<()> = Mutex::new(());
+/// The settings `authhost_configure` was last given while no host ran: what later calls
+/// start the host from (see [`process_host`]).
+static CONFIGURED: Mutex<Option<String>> = Mutex::new(None);
 
 /// The entry point SQLite derives from the file name `libauthhost_sqlite.so`.
 ///
@@ -68,23 +74,27 @@ pub unsafe extern "C" fn sqlite3_authhostsqlite_init(
     pz_err_msg: *mut *mut c_char,
     p_api: *mut ffi::sqlite3_api_routines,
 ) -> c_int {
-    // Nothing may unwind into SQLite's C frames.
-    catch_unwind(AssertUnwindSafe(|| {
+    // Nothing may unwind into SQLite's C frames: a panic fails the load, saying why.
+    let loaded = authhost::sqlite::guard("sqlite3_authhostsqlite_init", || {
         // SAFETY: the table SQLite passed to this entry point.
         let api = match unsafe { older_sqlite::compatible_table(p_api) } {
             Ok(api) => api,
             Err(message) => {
                 // SAFETY: SQLite's error out-pointer.
                 unsafe { set_load_error(p_api, pz_err_msg, &message) };
-                return ffi::SQLITE_ERROR;
+                return Ok(ffi::SQLITE_ERROR);
             }
         };
         // SAFETY: the loader's arguments, with a table rusqlite accepts.
-        older_sqlite::checking(|| unsafe {
+        Ok(older_sqlite::checking(|| unsafe {
             Connection::extension_init2(db, pz_err_msg, api, register)
-        })
-    }))
-    .unwrap_or(ffi::SQLITE_ERROR)
+        }))
+    });
+    loaded.unwrap_or_else(|panicked| {
+        // SAFETY: SQLite's error out-pointer and table.
+        unsafe { set_load_error(p_api, pz_err_msg, &panicked.to_string()) };
+        ffi::SQLITE_ERROR
+    })
 }
 
 /// Reports a load failure the way SQLite expects: a message in memory from the loader's
@@ -124,31 +134,48 @@ fn register(conn: Connection) -> rusqlite::Result<bool> {
     authhost::sqlite::register_functions_with(&conn, process_host)?;
     let flags = FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DIRECTONLY;
     conn.create_scalar_function("authhost_configure", 1, flags, |ctx| {
-        let settings = match ctx.get_raw(0) {
-            ValueRef::Text(bytes) => std::str::from_utf8(bytes).map_err(|_| {
-                sql_error("authhost_configure(): the settings are not valid UTF-8".into())
-            })?,
-            _ => {
-                return Err(sql_error(
-                    "authhost_configure(): the settings must be TEXT (a JSON object)".into(),
-                ))
+        authhost::sqlite::guard("authhost_configure", || {
+            let settings = match ctx.get_raw(0) {
+                ValueRef::Text(bytes) => std::str::from_utf8(bytes).map_err(|_| {
+                    sql_error("authhost_configure(): the settings are not valid UTF-8".into())
+                })?,
+                _ => {
+                    return Err(sql_error(
+                        "authhost_configure(): the settings must be TEXT (a JSON object)".into(),
+                    ))
+                }
+            };
+            if HOST.get().is_none() {
+                *CONFIGURED.lock().unwrap_or_else(|e| e.into_inner()) = Some(settings.to_string());
             }
-        };
-        let builder = authhost::settings::from_json(settings)
-            .map_err(|e| sql_error(format!("authhost_configure(): {e}")))?;
-        let host = start(builder, "authhost_configure()").map_err(sql_error)?;
-        Ok(host.status().to_json().to_string())
+            let host = start_configured(settings).map_err(sql_error)?;
+            Ok(host.status().to_json().to_string())
+        })
     })?;
     Ok(true)
 }
 
-/// The process's host, started from the environment if nothing started it yet.
+/// The process's host: the running one, else one started from the settings of the last
+/// `authhost_configure` call, else from the environment.
 fn process_host() -> Result<Host, String> {
     if let Some(host) = HOST.get() {
         return Ok(host.clone());
     }
+    // Once authhost_configure was called, its settings are the ones meant: a call after it
+    // failed tries them again and reports their failure, never starts something else.
+    let configured = CONFIGURED.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    if let Some(settings) = configured {
+        return start_configured(&settings);
+    }
     let builder = authhost::settings::from_env().map_err(|e| format!("authhost: {e}"))?;
     start(builder, "the environment")
+}
+
+/// Starts the process's host from `authhost_configure`'s JSON `settings`.
+fn start_configured(settings: &str) -> Result<Host, String> {
+    let builder = authhost::settings::from_json(settings)
+        .map_err(|e| format!("authhost_configure(): {e}"))?;
+    start(builder, "authhost_configure()")
 }
 
 /// Starts the process's host from `builder`, or returns the running one if its settings are

@@ -9,10 +9,14 @@
 //! an older loader's table is a prefix of the 3.45.3 one. This module copies that prefix into
 //! a full-size table whose newer entries stay NULL, and reports a version rusqlite accepts
 //! only while rusqlite checks it; afterwards `sqlite3_libversion_number()` is the loader's
-//! again. The functions missing from 3.40 (`sqlite3_is_interrupted`, `sqlite3_stmt_explain`,
-//! `sqlite3_get_clientdata`, `sqlite3_set_clientdata`) are reached only through rusqlite APIs
-//! that authhost does not use; were one called, rusqlite would panic (not crash) on the NULL
-//! entry.
+//! again.
+//!
+//! Of the functions missing from 3.40, rusqlite needs `sqlite3_get_clientdata` and
+//! `sqlite3_set_clientdata` for every connection it opens (it keeps its callbacks there):
+//! `client_data` supplies them. The others (`sqlite3_is_interrupted`, `sqlite3_stmt_explain`)
+//! are reached only through rusqlite APIs that authhost does not use; were one called,
+//! rusqlite would panic on the NULL entry, and the SQL function's call would fail with that
+//! message (`authhost::sqlite` catches panics).
 
 use std::ffi::c_int;
 use std::mem::{offset_of, size_of};
@@ -20,12 +24,20 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use rusqlite::ffi::{self, sqlite3_api_routines};
 
+use crate::client_data;
+
 /// Entries in the table rusqlite's bindings describe (SQLite 3.45.3).
 const ENTRIES: usize = size_of::<sqlite3_api_routines>() / size_of::<usize>();
 
+/// The version that added `sqlite3_get_clientdata` and `sqlite3_set_clientdata`.
+const CLIENT_DATA_ADDED: c_int = 3_044_000;
+
 /// The first entry each version after 3.40 added, newest first.
 const ADDED_AFTER_3_40: [(c_int, usize); 3] = [
-    (3_044_000, offset_of!(sqlite3_api_routines, get_clientdata)),
+    (
+        CLIENT_DATA_ADDED,
+        offset_of!(sqlite3_api_routines, get_clientdata),
+    ),
     (3_043_000, offset_of!(sqlite3_api_routines, stmt_explain)),
     (3_041_000, offset_of!(sqlite3_api_routines, is_interrupted)),
 ];
@@ -109,6 +121,9 @@ pub unsafe fn compatible_table(
             entries,
         )
     };
+    if version < CLIENT_DATA_ADDED && !client_data::install(table) {
+        return Err("SQLite's API routines have no sqlite3_close".into());
+    }
     LOADER_VERSION.store(version_fn as usize, Ordering::Release);
     table.libversion_number = Some(reported_version);
     Ok(table)

@@ -11,6 +11,7 @@ use super::queue::Local;
 use super::{Job, Running, Shared};
 use crate::decision::{timeout_message, Decision, ErrorKind, Outcome};
 use crate::engine::{Call, Engine, Instance};
+use crate::error::panic_message;
 use crate::plugins::PluginSet;
 use crate::script_api::db::{Database, RequestScope};
 
@@ -104,7 +105,7 @@ impl Worker {
             };
             let served = catch_unwind(AssertUnwindSafe(|| self.serve(job)));
             if let Err(panic) = served {
-                let message = panic_message(&panic);
+                let message = panic_message(&*panic);
                 log::error!("worker {} failed: {message}; replacing it", self.index);
                 if let Some(running) = self.running().take() {
                     self.shared.refuse(
@@ -258,15 +259,5 @@ impl Worker {
                 self.failed_generation = Some(generation);
             }
         }
-    }
-}
-
-fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
-    if let Some(s) = panic.downcast_ref::<&str>() {
-        s.to_string()
-    } else if let Some(s) = panic.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "a panic".to_string()
     }
 }

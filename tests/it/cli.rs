@@ -70,6 +70,28 @@ fn call_prints_exactly_one_decision_line_even_when_the_policy_prints() {
     assert!(log.contains("prints.lua: warn line"), "{log}");
 }
 
+/// An error a Lua policy caught and logged names the policy's whole path, at a path of 150+
+/// characters too. Failed on the code before this test: the log said `@0@:4:`, the short
+/// name the chunk is loaded under (Lua cuts chunk names to 60 bytes).
+#[test]
+fn a_caught_error_the_policy_logs_names_its_file_however_long_the_path() {
+    let root = tempfile::tempdir().unwrap();
+    let file = common::long_directory(root.path()).join("caught.lua");
+    std::fs::copy(policy("lua/caught.lua"), &file).unwrap();
+    let file = file.display().to_string();
+    let output = authhost(&["call", "user_login", "{}", "{}", "--plugins", &file]);
+    assert_eq!(output.status.code(), Some(0));
+    let log = String::from_utf8_lossy(&output.stderr);
+    for logged in ["caught", "printed"] {
+        assert!(
+            log.contains(&format!(
+                "{file}: {logged}: {file}:4: the user store is down"
+            )),
+            "{log}"
+        );
+    }
+}
+
 #[test]
 fn call_exits_0_whatever_the_decision() {
     let output = authhost(&[

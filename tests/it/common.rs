@@ -37,3 +37,13 @@ pub fn error_of(outcome: &Outcome) -> DecisionError {
         .cloned()
         .unwrap_or_else(|| panic!("expected an error decision, got {outcome:?}"))
 }
+
+/// A directory 150+ characters deep under `root`, as a user's checkout may be: Lua cuts
+/// chunk names to 60 bytes, and messages must name the whole path anyway (contract §7:
+/// `FILE:LINE:`).
+pub fn long_directory(root: &Path) -> PathBuf {
+    let dir = root.join("a-checkout-at-a-long-path-as-users-have-them".repeat(4));
+    std::fs::create_dir_all(&dir).unwrap();
+    assert!(dir.display().to_string().len() > 150);
+    dir
+}

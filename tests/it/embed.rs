@@ -566,36 +566,104 @@ mod c_abi {
         );
     }
 
-    /// A C program linked to the shared library asks every callback, blocking and async, from
-    /// several threads, and feeds the boundary bad input.
+    /// The library as `scripts/install` lays it out (SONAME, header, `authhost.pc`), under
+    /// `target/c-prefix`: installed once per test run from the `libauthhost.so` cargo built
+    /// for it. Returns the prefix's `lib/pkgconfig`, for `PKG_CONFIG_PATH`.
+    fn installed() -> &'static Path {
+        static INSTALLED: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+        INSTALLED.get_or_init(|| {
+            let library = library_dir().join("libauthhost.so");
+            assert!(library.exists(), "no {}", library.display());
+            // target/debug/deps → target
+            let prefix = library_dir().ancestors().nth(2).unwrap().join("c-prefix");
+            let output = Command::new(manifest_dir().join("scripts/install"))
+                .arg("--library")
+                .arg(&library)
+                .arg(&prefix)
+                .output()
+                .expect("scripts/install runs");
+            assert!(
+                output.status.success(),
+                "scripts/install failed:\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            prefix.join("lib/pkgconfig")
+        })
+    }
+
+    /// Runs a shell command line in `dir` with the installed library on `PKG_CONFIG_PATH`,
+    /// as the README's commands run; returns its output, after asserting it succeeded.
+    fn shell(dir: &Path, command_line: &str) -> std::process::Output {
+        let output = Command::new("sh")
+            .arg("-c")
+            .arg(command_line)
+            .current_dir(dir)
+            .env("PKG_CONFIG_PATH", installed())
+            .env_remove("LD_LIBRARY_PATH")
+            .output()
+            .expect("sh runs");
+        assert!(
+            output.status.success(),
+            "`{command_line}` failed:\n{}\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        output
+    }
+
+    /// The README's C example, built and run as the README says: `cc` with `pkg-config`
+    /// against the installed prefix, then `./node` beside the bundled policy, with no
+    /// LD_LIBRARY_PATH. Failed on the code before this test: there was no install step, and a
+    /// program linked to target/release could not find `libauthhost.so` at run time.
+    #[test]
+    fn the_readme_c_program_builds_with_pkg_config_and_runs_from_the_installed_prefix() {
+        let dir = tempfile::tempdir().unwrap();
+        for file in ["tests/c/node.c", "plugins/policy.lua"] {
+            let to = dir.path().join(file);
+            std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+            std::fs::copy(manifest_dir().join(file), to).unwrap();
+        }
+        shell(
+            dir.path(),
+            "cc -o node tests/c/node.c $(pkg-config --cflags --libs authhost)",
+        );
+        let needed = shell(dir.path(), "readelf -d node");
+        assert!(
+            String::from_utf8_lossy(&needed.stdout).contains("Shared library: [libauthhost.so.0]"),
+            "node must ask for the SONAME"
+        );
+        let run = shell(dir.path(), "./node");
+        assert_eq!(
+            String::from_utf8_lossy(&run.stdout)
+                .lines()
+                .collect::<Vec<_>>(),
+            [
+                "alice: 1",
+                "alice, wrong password: -1",
+                "pk-office: primary",
+                "alice (async): 1",
+                "status: {\"ready\":true,…",
+            ],
+            "{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+    }
+
+    /// A C program built against the installed library asks every callback, blocking and
+    /// async, from several threads, and feeds the boundary bad input.
     #[test]
     fn a_c_program_gets_every_decision_and_survives_bad_input() {
-        let library = library_dir();
-        assert!(
-            library.join("libauthhost.so").exists(),
-            "no libauthhost.so in {}",
-            library.display()
-        );
         let out = tempfile::tempdir().unwrap();
-        let program = out.path().join("c_abi_test");
-        let compiled = Command::new("cc")
-            .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-pthread", "-o"])
-            .arg(&program)
-            .arg(manifest_dir().join("tests/c/c_abi_test.c"))
-            .arg("-I")
-            .arg(manifest_dir().join("include"))
-            .arg("-L")
-            .arg(&library)
-            .arg(format!("-Wl,-rpath,{}", library.display()))
-            .arg("-lauthhost")
-            .output()
-            .expect("cc runs");
-        assert!(
-            compiled.status.success(),
-            "cc failed:\n{}",
-            String::from_utf8_lossy(&compiled.stderr)
+        let source = manifest_dir().join("tests/c/c_abi_test.c");
+        shell(
+            out.path(),
+            &format!(
+                "cc -std=c11 -Wall -Wextra -Werror -pthread -o c_abi_test '{}' \
+                 $(pkg-config --cflags --libs authhost)",
+                source.display()
+            ),
         );
-        let run = Command::new(&program)
+        let run = Command::new(out.path().join("c_abi_test"))
             .arg(policy("node.lua"))
             .output()
             .unwrap();
@@ -657,8 +725,25 @@ mod loadable_extension {
     /// Runs the `sqlite3` shell on an in-memory database with `script` on stdin and the
     /// given environment; returns (stdout, stderr).
     fn sqlite3_shell(script: &str, env: &[(&str, &str)]) -> (String, String) {
+        sqlite3_shell_in(
+            Path::new(env!("CARGO_MANIFEST_DIR")),
+            ":memory:",
+            script,
+            env,
+        )
+    }
+
+    /// Runs `sqlite3 DATABASE` in `dir` with `script` on stdin and the given environment;
+    /// returns (stdout, stderr).
+    fn sqlite3_shell_in(
+        dir: &Path,
+        database: &str,
+        script: &str,
+        env: &[(&str, &str)],
+    ) -> (String, String) {
         let mut child = Command::new("sqlite3")
-            .arg(":memory:")
+            .arg(database)
+            .current_dir(dir)
             .envs(env.iter().copied())
             .env_remove("AUTHHOST_LOG")
             .stdin(Stdio::piped())
@@ -898,6 +983,184 @@ print(len(answers), sorted(set(answers)))
                 ["1", "primary", "100 [1]"],
                 "{stderr}"
             );
+        }
+    }
+
+    /// What the README shows, run as a user would after `cargo build --release`: the bundled
+    /// `plugins/policy.lua`, whose `setup()` and callbacks use `authhost.db`, asked from the
+    /// system `sqlite3` shell (3.40) and Debian's `python3.11`, in a directory of their own.
+    mod with_the_policy_database {
+        use super::*;
+
+        /// A directory with a copy of the bundled `plugins/policy.lua` in `plugins/`, as
+        /// a fresh clone has it.
+        fn node_dir() -> tempfile::TempDir {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::create_dir(dir.path().join("plugins")).unwrap();
+            std::fs::copy(
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("plugins/policy.lua"),
+                dir.path().join("plugins/policy.lua"),
+            )
+            .unwrap();
+            dir
+        }
+
+        /// No AUTHHOST_* settings from the test's own environment: the README's defaults.
+        const UNSET: [&str; 5] = [
+            "AUTHHOST_PLUGINS",
+            "AUTHHOST_DB",
+            "AUTHHOST_WORKERS",
+            "AUTHHOST_TIMEOUT_MS",
+            "AUTHHOST_LOG",
+        ];
+
+        /// Runs `program` with Debian's `python3.11` in `dir`, the extension's path as its
+        /// first argument; returns the lines it printed and its stderr, once it succeeded.
+        fn python3_11(dir: &Path, program: &str, env: &[(&str, &str)]) -> (Vec<String>, String) {
+            let mut command = Command::new("/usr/bin/python3.11");
+            command
+                .current_dir(dir)
+                .arg("-c")
+                .arg(program)
+                .arg(extension());
+            for name in UNSET {
+                command.env_remove(name);
+            }
+            let output = command
+                .envs(env.iter().copied())
+                .output()
+                .expect("Debian's python3.11 is installed (scripts/setup)");
+            let stdout = String::from_utf8_lossy(&output.stdout);
+            let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+            assert!(output.status.success(), "{stdout}\n{stderr}");
+            (stdout.lines().map(str::to_string).collect(), stderr)
+        }
+
+        /// The names in the policy database's `users` table, by id.
+        fn users(database: &Path) -> Vec<String> {
+            let conn = Connection::open(database).unwrap();
+            let mut statement = conn.prepare("SELECT name FROM users ORDER BY id").unwrap();
+            let names = statement.query_map([], |row| row.get(0)).unwrap();
+            names.collect::<Result<_, _>>().unwrap()
+        }
+
+        /// Failed on the code before this test: `setup()`'s first `db.exec` panicked inside
+        /// rusqlite (`sqlite3_set_clientdata`, which SQLite 3.40 does not have) and every
+        /// call was "unwinding panic".
+        #[test]
+        fn the_sqlite3_shell_runs_the_bundled_policy_as_the_readme_shows() {
+            let dir = node_dir();
+            let script = format!(
+                ".load {}\n\
+                 SELECT json_extract(authhost_configure('{{\"plugins\":\"plugins\",\"db\":\"authhost.db\",\"workers\":4}}'), '$.ready');\n\
+                 SELECT user_login('{{\"name\":\"alice\",\"password\":\"wonderland\"}}', '{{\"public_key\":\"pk-office\"}}');\n\
+                 SELECT user_login('{{\"name\":\"alice\",\"password\":\"looking-glass\"}}', '{{\"public_key\":\"pk-office\"}}');\n\
+                 SELECT user_signup('{{\"name\":\"bob\",\"password\":\"builder-bob\"}}', '{{\"public_key\":\"pk-laptop\"}}');\n\
+                 SELECT user_login('{{\"name\":\"bob\",\"password\":\"builder-bob\"}}', '{{\"public_key\":\"pk-laptop\"}}');\n\
+                 SELECT new_node('{{\"public_key\":\"pk-backup\"}}'), new_node('{{\"public_key\":\"pk-stranger\"}}');\n",
+                extension().display()
+            );
+            // authhost_configure names every setting the environment could.
+            let (stdout, stderr) = sqlite3_shell_in(dir.path(), "node.db", &script, &[]);
+            assert_eq!(
+                stdout.lines().collect::<Vec<_>>(),
+                ["1", "1", "-1", "2", "2", "async|-1"],
+                "stderr: {stderr}"
+            );
+            assert_eq!(users(&dir.path().join("authhost.db")), ["alice", "bob"]);
+        }
+
+        /// The README's Python example, verbatim but for the extension's path, with the
+        /// policy's defaults (`plugins`, `authhost.db`) taken from the working directory.
+        /// Failed on the code before this test as the shell's did.
+        #[test]
+        fn python_sqlite3_runs_the_bundled_policy_as_the_readme_shows() {
+            let dir = node_dir();
+            let program = r#"
+import sqlite3, sys
+conn = sqlite3.connect("node.db")
+conn.enable_load_extension(True)
+conn.load_extension(sys.argv[1])
+print(conn.execute("SELECT new_node(?)", ('{"public_key":"pk-office"}',)).fetchone())
+print(conn.execute("SELECT user_login(?, ?)", ('{"name":"alice","password":"wonderland"}', '{"public_key":"pk-office"}')).fetchone())
+print(conn.execute("SELECT user_signup(?, ?)", ('{"name":"carol","password":"carol-pass"}', '{"public_key":"pk-office"}')).fetchone())
+print(conn.execute("SELECT user_signup(?, ?)", ('{"name":"carol","password":"other-pass"}', '{"public_key":"pk-office"}')).fetchone())
+"#;
+            let (lines, stderr) = python3_11(dir.path(), program, &[]);
+            assert_eq!(lines, ["('primary',)", "(1,)", "(2,)", "(-1,)"], "{stderr}");
+            assert_eq!(users(&dir.path().join("authhost.db")), ["alice", "carol"]);
+        }
+
+        /// Once `authhost_configure` was called, later calls start from its settings and say
+        /// why they fail. The code before this test fell back to the environment (here a
+        /// policy that would have answered 1) and blamed it for any failure.
+        #[test]
+        fn after_a_failed_authhost_configure_every_call_reports_its_cause() {
+            let dir = node_dir();
+            let script = format!(
+                ".load {}\n\
+                 SELECT authhost_configure('{{\"plugins\":\"no-such-plugins\",\"db\":\"authhost.db\"}}');\n\
+                 SELECT user_login('{{\"name\":\"alice\"}}', '{{\"public_key\":\"pk-primary\"}}');\n\
+                 SELECT new_node('{{\"public_key\":\"pk-primary\"}}');\n\
+                 SELECT authhost_configure('{{\"plugin\":\"plugins\"}}');\n\
+                 SELECT user_login('{{\"name\":\"alice\"}}', '{{\"public_key\":\"pk-primary\"}}');\n",
+                extension().display()
+            );
+            let env = node_env();
+            let (stdout, stderr) =
+                sqlite3_shell_in(dir.path(), "node.db", &script, &borrowed(&env));
+            assert_eq!(stdout, "", "no call may answer: {stderr}");
+            let cause = "authhost could not start (settings from authhost_configure()): \
+                         no-such-plugins: cannot read plugins";
+            assert_eq!(stderr.matches(cause).count(), 3, "{stderr}");
+            assert_eq!(
+                stderr.matches("unknown field `plugin`").count(),
+                2,
+                "{stderr}"
+            );
+            assert!(!stderr.contains("environment"), "{stderr}");
+        }
+
+        /// A Python policy on the policy database, in a program without Python (the shell
+        /// starts an interpreter of its own) and in `python3.11` (its own interpreter).
+        #[cfg(feature = "python")]
+        #[test]
+        fn a_python_policy_uses_the_policy_database_in_both_programs() {
+            let dir = tempfile::tempdir().unwrap();
+            let plugins = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/policies/python_db/users")
+                .display()
+                .to_string();
+            let env = [
+                ("AUTHHOST_PLUGINS", plugins.as_str()),
+                ("AUTHHOST_DB", "authhost.db"),
+                ("AUTHHOST_TIMEOUT_MS", "20000"),
+            ];
+            let script = format!(
+                ".load {}\n\
+                 SELECT user_signup('{{\"name\":\"dave\",\"password\":\"pw-dave\"}}', '{{\"public_key\":\"pk-1\"}}');\n\
+                 SELECT user_login('{{\"name\":\"dave\",\"password\":\"pw-dave\"}}', '{{}}');\n\
+                 SELECT user_login('{{\"name\":\"dave\",\"password\":\"wrong\"}}', '{{}}');\n",
+                extension().display()
+            );
+            let (stdout, stderr) = sqlite3_shell_in(dir.path(), "node.db", &script, &env);
+            assert_eq!(
+                stdout.lines().collect::<Vec<_>>(),
+                ["1", "1", "-1"],
+                "stderr: {stderr}"
+            );
+            let program = r#"
+import sqlite3, sys
+conn = sqlite3.connect("node.db")
+conn.enable_load_extension(True)
+conn.load_extension(sys.argv[1])
+print(conn.execute("SELECT user_signup(?, ?)", ('{"name":"erin","password":"pw-erin"}', '{"public_key":"pk-2"}')).fetchone()[0])
+print(conn.execute("SELECT user_login(?, ?)", ('{"name":"dave","password":"pw-dave"}', '{}')).fetchone()[0])
+print(conn.execute("SELECT user_login(?, ?)", ('{"name":"erin","password":"pw-erin"}', '{}')).fetchone()[0])
+"#;
+            let (lines, stderr) = python3_11(dir.path(), program, &env);
+            assert_eq!(lines, ["2", "1", "2"], "{stderr}");
+            assert_eq!(users(&dir.path().join("authhost.db")), ["dave", "erin"]);
         }
     }
 }

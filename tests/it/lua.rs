@@ -4,7 +4,7 @@
 use crate::common;
 
 use authhost::{Error, ErrorKind, Host, NodeDecision, UserDecision};
-use common::{builder, error_of, host, policy};
+use common::{builder, error_of, host, long_directory, policy};
 
 #[test]
 fn a_raised_error_names_file_line_and_message() {
@@ -266,15 +266,6 @@ fn status_lists_plugins_and_callbacks() {
     assert_eq!(counters["decisions"]["primary"], 1);
 }
 
-/// A directory 150+ characters deep, as a user's checkout may be: Lua cuts chunk names to
-/// 60 bytes, and messages must name the whole path anyway (contract §7: `FILE:LINE:`).
-fn long_directory(root: &std::path::Path) -> std::path::PathBuf {
-    let dir = root.join("a-checkout-at-a-long-path-as-users-have-them".repeat(4));
-    std::fs::create_dir_all(&dir).unwrap();
-    assert!(dir.display().to_string().len() > 150);
-    dir
-}
-
 #[test]
 fn errors_name_the_whole_path_however_long() {
     let root = tempfile::tempdir().unwrap();
@@ -309,6 +300,21 @@ fn errors_name_the_whole_path_however_long() {
             "{}:4: attempt to index a nil value",
             errors.display()
         )),
+        "{}",
+        error.message
+    );
+    // error() adds its own position; an error from a Rust function takes the script's frame
+    // from Lua's traceback.
+    let error = error_of(&host.user_login("raise", "{}"));
+    assert_eq!(
+        error.message,
+        format!("{}:9: boom: the user store is down", errors.display())
+    );
+    let error = error_of(&host.user_login("bad_json", "{}"));
+    assert!(
+        error
+            .message
+            .starts_with(&format!("{}:15: ", errors.display())),
         "{}",
         error.message
     );

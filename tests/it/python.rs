@@ -193,6 +193,45 @@ mod exceptions {
         );
     }
 
+    /// At a path of 150+ characters, as a user's checkout may be, the place, the traceback's
+    /// frames and a load error's `FILE:LINE:` name the whole path.
+    #[test]
+    fn places_and_tracebacks_name_the_whole_path_however_long() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = crate::common::long_directory(root.path());
+        let raises = dir.join("raises.py");
+        std::fs::copy(policy("raises.py"), &raises).unwrap();
+        let file = raises.display().to_string();
+        let host = host(&raises, 1, TIMEOUT);
+        let message = error_of(
+            &host.user_login(r#"{"name":"mallory"}"#, "{}"),
+            ErrorKind::Raised,
+        );
+        assert_eq!(
+            message,
+            format!(
+                "{file}:15: PolicyError: mallory is not welcome \
+                 (traceback: {file}:21 in on_user_login > {file}:15 in check)"
+            )
+        );
+        let message = error_of(&host.user_login("not json", "{}"), ErrorKind::Raised);
+        assert!(message.starts_with(&format!("{file}:10: ")), "{message}");
+
+        let syntax = dir.join("syntax.py");
+        std::fs::copy(policy("load_errors/syntax.py"), &syntax).unwrap();
+        let error = load_error(&syntax);
+        assert!(
+            matches!(&error, Error::Load { file, line: Some(3), .. } if *file == syntax),
+            "{error:?}"
+        );
+        assert!(
+            error
+                .to_string()
+                .starts_with(&format!("{}:3: SyntaxError: ", syntax.display())),
+            "{error}"
+        );
+    }
+
     #[test]
     fn system_exit_does_not_stop_the_host() {
         let host = host(policy("raises.py"), 1, TIMEOUT);

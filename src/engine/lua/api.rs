@@ -52,8 +52,14 @@ fn string_argument(value: &Value, function: &str, what: &str) -> mlua::Result<Ve
     }
 }
 
-/// The `authhost` table of the plugin at `path`: the shared parts plus its own tagged log.
-pub(super) fn for_plugin(lua: &Lua, shared: &Table, path: &str) -> mlua::Result<Table> {
+/// The `authhost` table of plugin number `index`, at `path`: the shared parts plus its own
+/// tagged log.
+pub(super) fn for_plugin(
+    lua: &Lua,
+    shared: &Table,
+    path: &str,
+    index: usize,
+) -> mlua::Result<Table> {
     let api = lua.create_table()?;
     for pair in shared.pairs::<Value, Value>() {
         let (key, value) = pair?;
@@ -73,7 +79,7 @@ pub(super) fn for_plugin(lua: &Lua, shared: &Table, path: &str) -> mlua::Result<
     ] {
         let tag = path.to_string();
         let write = lua.create_function(move |_, message: MultiValue| {
-            log::write(level, &tag, &joined(&message));
+            log::write(level, &tag, &logged(index, &tag, &message));
             Ok(())
         })?;
         log_table.raw_set(name, write)?;
@@ -82,13 +88,19 @@ pub(super) fn for_plugin(lua: &Lua, shared: &Table, path: &str) -> mlua::Result<
     Ok(api)
 }
 
-/// `print` for the plugin at `path`: to the host's log, never to stdout.
-pub(super) fn print_for(lua: &Lua, path: &str) -> mlua::Result<mlua::Function> {
+/// `print` for plugin number `index`, at `path`: to the host's log, never to stdout.
+pub(super) fn print_for(lua: &Lua, path: &str, index: usize) -> mlua::Result<mlua::Function> {
     let tag = path.to_string();
     lua.create_function(move |_, values: MultiValue| {
-        log::write(Level::Info, &tag, &joined(&values));
+        log::write(Level::Info, &tag, &logged(index, &tag, &values));
         Ok(())
     })
+}
+
+/// What plugin `index` at `path` logs: its values joined, its own file named by its path
+/// (an error it caught names the short chunk name it was loaded under).
+fn logged(index: usize, path: &str, values: &MultiValue) -> String {
+    super::restore_chunk_name(index, path, joined(values))
 }
 
 /// Values as `print` shows them: `tostring` of each, tab-separated.

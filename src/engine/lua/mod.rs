@@ -186,7 +186,7 @@ impl LuaInstance {
             let path = plugin.display_path();
             paths.push(path.to_string());
             let load_error = |e: mlua::Error| Error::load(&plugin.path, &describe(&e));
-            let env = plugin_env(&lua, &shared_api, &path).map_err(setup_error)?;
+            let env = plugin_env(&lua, &shared_api, &path, paths.len() - 1).map_err(setup_error)?;
             clock.arm(Instant::now() + config.timeout);
             let loading = RequestScope::enter(&db, Instant::now() + config.timeout);
             lua.load(plugin.text.as_str())
@@ -314,10 +314,11 @@ impl Instance for LuaInstance {
 /// A plugin's own environment: every sandbox global, with the library tables copied, `_G`
 /// naming the environment itself and `load` defaulting to it. Nothing a plugin writes, to
 /// its globals or to a library table, is seen by another plugin (contract §5).
-fn plugin_env(lua: &Lua, shared_api: &Table, path: &str) -> mlua::Result<Table> {
+/// The globals of plugin number `index`, at `path`.
+fn plugin_env(lua: &Lua, shared_api: &Table, path: &str, index: usize) -> mlua::Result<Table> {
     let env = sandbox::isolated_env(lua)?;
-    env.raw_set("authhost", api::for_plugin(lua, shared_api, path)?)?;
-    env.raw_set("print", api::print_for(lua, path)?)?;
+    env.raw_set("authhost", api::for_plugin(lua, shared_api, path, index)?)?;
+    env.raw_set("print", api::print_for(lua, path, index)?)?;
     Ok(env)
 }
 
@@ -348,14 +349,22 @@ fn chunk_name(index: usize) -> String {
 /// `message` with every short chunk name replaced by its plugin's real path.
 fn restore_chunk_names(paths: &[String], message: &str) -> String {
     let mut message = message.to_string();
-    // The closing `@` keeps `@1@` from matching inside `@12@`.
     for (index, path) in paths.iter().enumerate() {
-        let name = &chunk_name(index)[1..];
-        if message.contains(name) {
-            message = message.replace(name, path);
-        }
+        message = restore_chunk_name(index, path, message);
     }
     message
+}
+
+/// `message` with plugin `index`'s short chunk name replaced by its `path`: for what a
+/// script logs, such as the message of an error it caught with `pcall`.
+fn restore_chunk_name(index: usize, path: &str, message: String) -> String {
+    // The closing `@` keeps `@1@` from matching inside `@12@`.
+    let name = &chunk_name(index)[1..];
+    if message.contains(name) {
+        message.replace(name, path)
+    } else {
+        message
+    }
 }
 
 /// What a script returned, for the decision mapping.
