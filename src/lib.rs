@@ -89,7 +89,7 @@ pub mod sqlite;
 mod stats;
 
 pub use args::Args;
-pub use config::Config;
+pub use config::{Config, MAX_WORKERS};
 pub use decision::{
     Callback, Decision, DecisionError, ErrorKind, NodeDecision, Outcome, ScriptValue, UserDecision,
 };

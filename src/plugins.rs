@@ -176,9 +176,9 @@ impl PluginSet {
 /// inside a directory, skipping hidden and private names (`.x`, `_x`) and editor leftovers.
 /// Sorted by name, so that load order and messages are stable.
 pub fn find_plugin_files(path: &Path) -> Result<Vec<PathBuf>> {
-    let unreadable = |source| Error::PluginsPath {
+    let unreadable = |io| Error::PluginsPath {
         path: path.to_path_buf(),
-        source,
+        io,
     };
     let metadata = std::fs::metadata(path).map_err(unreadable)?;
     if !metadata.is_dir() {

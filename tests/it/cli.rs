@@ -147,3 +147,116 @@ fn bench_reports_throughput_latency_and_decisions() {
     assert!(latency["p50"].as_f64().unwrap() <= latency["p99"].as_f64().unwrap());
     assert!(latency["p99"].as_f64().unwrap() <= latency["max"].as_f64().unwrap());
 }
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn options_no_host_can_run_with_are_usage_errors_exit_2() {
+    let too_many = (authhost::MAX_WORKERS + 1).to_string();
+    let cases: [(&str, &[&str]); 4] = [
+        ("--workers", &["--workers", "0"]),
+        ("--timeout-ms", &["--timeout-ms", "0"]),
+        ("--workers", &["--workers", &too_many]),
+        ("--session-idle", &["--session-idle", "0"]),
+    ];
+    let returns = plugins("lua/returns.lua");
+    for (option, bad) in cases {
+        for command in [
+            &["call", "user_login", "int42", "{}"][..],
+            &["check"][..],
+            &["serve", "--no-watch"][..],
+        ] {
+            let mut args = command.to_vec();
+            args.extend_from_slice(&["--plugins", &returns]);
+            args.extend_from_slice(bad);
+            let output = authhost(&args);
+            let log = stderr(&output);
+            assert_eq!(output.status.code(), Some(2), "{args:?}: {log}");
+            assert!(
+                log.starts_with(&format!("error: invalid value '{}' for '{option} ", bad[1])),
+                "{args:?}: {log}"
+            );
+            assert!(log.contains("try '--help'"), "{args:?}: {log}");
+            assert!(!log.contains("does not load"), "{args:?}: {log}");
+            assert!(stdout(&output).is_empty(), "{args:?}");
+        }
+    }
+}
+
+#[test]
+fn a_thread_the_system_will_not_start_is_an_error_not_a_panic() {
+    // A default stack no system can map: every thread the host starts fails to start.
+    let output = Command::new(env!("CARGO_BIN_EXE_authhost"))
+        .args(["call", "user_login", "int42", "{}", "--db", ":memory:"])
+        .args(["--plugins", &plugins("lua/returns.lua")])
+        .env("RUST_MIN_STACK", (1u64 << 60).to_string())
+        .env_remove("RUST_BACKTRACE")
+        .output()
+        .expect("the binary runs");
+    let log = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{log}");
+    assert!(
+        log.starts_with(
+            "authhost: cannot start the host: cannot start the thread authhost-worker-0: "
+        ),
+        "{log}"
+    );
+    assert!(!log.contains("panicked"), "{log}");
+    assert!(stdout(&output).is_empty());
+}
+
+#[test]
+fn a_cases_file_that_does_not_parse_is_a_usage_error_not_a_failing_case() {
+    let file = plugins("cli/unfinished_cases.json");
+    let output = authhost(&["test", &file, "--plugins", &plugins("lua/returns.lua")]);
+    let log = stderr(&output);
+    assert_eq!(output.status.code(), Some(2), "{log}");
+    assert!(
+        log.starts_with(&format!("error: {file}: not a cases file")),
+        "{log}"
+    );
+    assert!(log.contains("\nUsage: authhost test "), "{log}");
+    assert!(stdout(&output).is_empty(), "no case ran");
+
+    let missing = plugins("cli/no_such_cases.json");
+    let output = authhost(&["test", &missing, "--plugins", &plugins("lua/returns.lua")]);
+    let log = stderr(&output);
+    assert_eq!(output.status.code(), Some(2), "{log}");
+    assert!(
+        log.starts_with(&format!(
+            "error: {missing}: No such file or directory (os error 2)\n"
+        )),
+        "{log}"
+    );
+}
+
+#[test]
+fn an_error_names_its_cause_once() {
+    let missing = plugins("cli/no_such_plugins");
+    let output = authhost(&["call", "user_login", "{}", "{}", "--plugins", &missing]);
+    let log = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{log}");
+    assert_eq!(
+        log.trim_end(),
+        format!(
+            "authhost: the plugin set does not load: {missing}: cannot read plugins: \
+             No such file or directory (os error 2)"
+        )
+    );
+}
+
+#[test]
+fn test_help_names_the_database_the_cases_run_against() {
+    let output = authhost(&["test", "--help"]);
+    assert_eq!(output.status.code(), Some(0));
+    let help = stdout(&output);
+    assert!(
+        help.contains(
+            "The cases run against a fresh in-memory database (`:memory:`) unless `--db` is given"
+        ),
+        "{help}"
+    );
+    assert!(!help.contains("[default: authhost.db]"), "{help}");
+}
