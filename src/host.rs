@@ -151,7 +151,7 @@ impl HostBuilder {
             .session_store()
             .map_err(|e| Error::Config(e.to_string()))?;
         let engines = builtin_engines();
-        let set = Arc::new(PluginSet::load(&engines, &config, 1)?);
+        let set = Arc::new(load_set(&engines, &config, 1)?);
         let pool = Pool::start(config.clone(), engines.clone(), set)?;
         let watch = config.watch;
         let host = Host {
@@ -169,6 +169,16 @@ impl HostBuilder {
         }
         Ok(host)
     }
+}
+
+/// Loads a plugin set, warning when it can answer no request at all (it still goes live:
+/// every request is refused, as after the last plugin file is deleted).
+fn load_set(engines: &[Arc<dyn Engine>], config: &Config, generation: u64) -> Result<PluginSet> {
+    let set = PluginSet::load(engines, config, generation)?;
+    if let Some(why) = set.answers_nothing() {
+        log::warn!("{why}");
+    }
+    Ok(set)
 }
 
 struct Inner {
@@ -328,7 +338,7 @@ impl Host {
         self.inner
             .pool
             .live()
-            .reload(|generation| PluginSet::load(engines, config, generation))?;
+            .reload(|generation| load_set(engines, config, generation))?;
         Ok(self.status())
     }
 

@@ -11,7 +11,6 @@
 //! The pool, the decision mapping and reloading only see these traits; nothing outside
 //! `engine::lua` and `engine::python` knows either language.
 
-use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -19,45 +18,12 @@ use std::time::Instant;
 use crate::config::Config;
 use crate::decision::{Callback, DecisionError, ScriptValue};
 use crate::error::Error;
+pub use crate::language::Language;
 
 #[cfg(feature = "lua")]
 pub mod lua;
 #[cfg(feature = "python")]
 pub mod python;
-
-/// A policy language.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Language {
-    /// Lua 5.4, sandboxed (`.lua` files).
-    Lua,
-    /// CPython 3, trusted code (`.py` files).
-    Python,
-}
-
-impl Language {
-    /// The language of a plugin file, by its extension.
-    pub fn of_file(path: &std::path::Path) -> Option<Language> {
-        match path.extension()?.to_str()? {
-            "lua" => Some(Language::Lua),
-            "py" => Some(Language::Python),
-            _ => None,
-        }
-    }
-
-    /// The language's name as shown by `check` and `status`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Language::Lua => "lua",
-            Language::Python => "python",
-        }
-    }
-}
-
-impl fmt::Display for Language {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
 
 /// One plugin file, read from disk when its set was loaded.
 #[derive(Clone, Debug)]

@@ -219,7 +219,10 @@ impl Worker {
         // None: the watchdog answered at the deadline, and this late result goes nowhere.
         let Some(running) = running else { return };
         let decision = match returned {
-            Ok(value) => Decision::from_return(callback, &value),
+            Ok(value) => {
+                let language = state.set.plugins()[route.info].language;
+                Decision::from_return(callback, &value, language)
+            }
             Err(error) => Decision::error(callback, error),
         };
         let completion = running.completion;

@@ -260,3 +260,66 @@ fn test_help_names_the_database_the_cases_run_against() {
     );
     assert!(!help.contains("[default: authhost.db]"), "{help}");
 }
+
+#[test]
+fn check_refuses_a_function_named_like_a_callback_that_is_none() {
+    for (set, file, said) in [
+        (
+            "cli/typo_lua",
+            "login.lua:5",
+            "on_user_logon is not a callback; did you mean on_user_login?",
+        ),
+        (
+            "cli/typo_python",
+            "nodes.py:9",
+            "on_newnode is not a callback; did you mean on_new_node?",
+        ),
+    ] {
+        let output = authhost(&["check", "--plugins", &plugins(set)]);
+        let text = stdout(&output);
+        assert_eq!(output.status.code(), Some(1), "{set}: {text}");
+        assert!(
+            text.starts_with(&format!("{}/{file}: {said}", plugins(set))),
+            "{set}: {text}"
+        );
+        // The same load error keeps a host from starting on the set.
+        let call = authhost(&["call", "user_login", "{}", "{}", "--plugins", &plugins(set)]);
+        assert_eq!(call.status.code(), Some(1), "{set}");
+        assert!(stderr(&call).contains(said), "{set}: {}", stderr(&call));
+    }
+}
+
+#[test]
+fn check_fails_on_a_set_that_answers_nothing_which_still_runs_failing_closed() {
+    let empty = plugins("cli/empty");
+    let output = authhost(&["check", "--plugins", &empty]);
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        stdout(&output),
+        format!("{empty}: no plugins (*.lua or *.py files): every request is refused\n")
+    );
+
+    let helpers = plugins("cli/no_callbacks");
+    let output = authhost(&["check", "--plugins", &helpers]);
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        stdout(&output),
+        format!(
+            "{helpers}/helpers.lua\tlua\t(no callbacks)\n{helpers}: no plugin defines a \
+             callback (on_user_signup, on_user_login or on_new_node): every request is refused\n"
+        )
+    );
+
+    // A host still runs such a set (as after the last plugin file is deleted), refusing
+    // every request, and says why in its log.
+    let call = authhost(&["call", "user_login", "{}", "{}", "--plugins", &helpers]);
+    assert_eq!(call.status.code(), Some(0));
+    let json: serde_json::Value = serde_json::from_str(stdout(&call).trim()).unwrap();
+    assert_eq!(json["decision"], "error");
+    assert_eq!(json["error"], "no plugin defines on_user_login");
+    assert!(
+        stderr(&call).contains("no plugin defines a callback"),
+        "{}",
+        stderr(&call)
+    );
+}

@@ -241,6 +241,11 @@ fn check(options: &HostOptions) -> ExitCode {
                     }
                 );
             }
+            // A set that loads but answers nothing is a mistake `check` is there to catch.
+            if let Some(why) = set.answers_nothing() {
+                println!("{why}");
+                return ExitCode::from(1);
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {

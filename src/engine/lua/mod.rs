@@ -198,6 +198,9 @@ impl LuaInstance {
                 .exec()
                 .map_err(|e| load_failure(&plugin.path, &e, &clock, config, &paths))?;
             drop(loading);
+            if run_setup {
+                refuse_misnamed_callbacks(&env, &plugin.path).map_err(load_error)??;
+            }
             let mut found: [Option<Function>; 3] = [None, None, None];
             for callback in Callback::ALL {
                 found[callback.index()] = match env
@@ -319,6 +322,37 @@ fn plugin_env(lua: &Lua, shared_api: &Table, path: &str) -> mlua::Result<Table> 
     env.raw_set("authhost", api::for_plugin(lua, shared_api, path)?)?;
     env.raw_set("print", api::print_for(lua, path)?)?;
     Ok(env)
+}
+
+/// A load error for the first (by name) global function of the plugin's environment that
+/// is named like a callback (`on_…`) and is none: a typo would otherwise leave the callback
+/// undefined and every request refused without a hint.
+fn refuse_misnamed_callbacks(
+    env: &Table,
+    file: &std::path::Path,
+) -> mlua::Result<Result<(), Error>> {
+    let mut misnamed: Vec<(String, String, Option<u32>)> = Vec::new();
+    for pair in env.pairs::<Value, Value>() {
+        let (Value::String(name), Value::Function(function)) = pair? else {
+            continue;
+        };
+        let name = name.to_string_lossy();
+        if let Some(message) = Callback::misnamed(&name) {
+            let line = function
+                .info()
+                .line_defined
+                .and_then(|l| u32::try_from(l).ok());
+            misnamed.push((name, message, line));
+        }
+    }
+    Ok(match misnamed.into_iter().min() {
+        Some((_, message, line)) => Err(Error::Load {
+            file: file.to_path_buf(),
+            line,
+            message,
+        }),
+        None => Ok(()),
+    })
 }
 
 fn load_failure(
