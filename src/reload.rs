@@ -107,7 +107,8 @@ fn is_source_path(relative: &Path) -> bool {
     let Some((last, directories)) = names.as_deref().and_then(<[&str]>::split_last) else {
         return false;
     };
-    directories.iter().all(|d| is_package_name(d)) && (is_source_name(last) || is_package_name(last))
+    directories.iter().all(|d| is_package_name(d))
+        && (is_source_name(last) || is_package_name(last))
 }
 
 /// Whether a file in the plugins directory is a script whose change matters: a plugin or a
@@ -233,7 +234,11 @@ fn plan(plugins: &Path, is_dir: bool) -> (Scope, Vec<Watch>) {
     let mut targets = Vec::new();
     for target in sources.iter().filter_map(|source| link_target(source)) {
         // A target inside the watched directory tree is seen there already.
-        if is_dir && resolved_home.as_ref().is_some_and(|h| target.starts_with(h)) {
+        if is_dir
+            && resolved_home
+                .as_ref()
+                .is_some_and(|h| target.starts_with(h))
+        {
             continue;
         }
         if let Some(directory) = target.parent() {
@@ -352,7 +357,14 @@ impl PluginWatcher {
         let thread = std::thread::Builder::new()
             .name("authhost-reload".into())
             .spawn(move || {
-                debounce_loop(&plugins, debounce, &changed_rx, &stop_rx, &mut watches, reload)
+                debounce_loop(
+                    &plugins,
+                    debounce,
+                    &changed_rx,
+                    &stop_rx,
+                    &mut watches,
+                    reload,
+                )
             })
             .map_err(|e| watch_error(format!("cannot start the watcher thread: {e}")))?;
         Ok(PluginWatcher {
@@ -507,7 +519,13 @@ mod tests {
             file: None,
             targets: Vec::new(),
         };
-        for change in ["login.lua", "_ids.py", "ids", "ids/values.py", "ids/sub/__init__.py"] {
+        for change in [
+            "login.lua",
+            "_ids.py",
+            "ids",
+            "ids/values.py",
+            "ids/sub/__init__.py",
+        ] {
             assert!(scope.is_change(&dir.join(change)), "{change}");
         }
         for no_change in [
