@@ -41,6 +41,25 @@ impl PluginSource {
     }
 }
 
+/// A global function of a plugin named like a callback but none (see
+/// [`Callback::misnamed`]): its name, the message, and the line it is defined on.
+pub(crate) type Misnamed = (String, String, Option<u32>);
+
+/// The load error for the first, by name, of a plugin's misnamed callbacks, if it has any.
+pub(crate) fn refuse_misnamed(
+    file: &std::path::Path,
+    misnamed: Vec<Misnamed>,
+) -> Result<(), Error> {
+    match misnamed.into_iter().min() {
+        Some((_, message, line)) => Err(Error::Load {
+            file: file.to_path_buf(),
+            line,
+            message,
+        }),
+        None => Ok(()),
+    }
+}
+
 /// One request as an engine instance sees it.
 #[derive(Clone, Copy, Debug)]
 pub struct Call<'a> {

@@ -23,7 +23,9 @@ use mlua::{Function, HookTriggers, Lua, LuaOptions, MultiValue, StdLib, Table, V
 use crate::config::Config;
 use crate::decision::timeout_message;
 use crate::decision::{Callback, DecisionError, ErrorKind, ScriptValue};
-use crate::engine::{Call, Engine, Instance, Language, PluginSource, Prepared};
+use crate::engine::{
+    refuse_misnamed, Call, Engine, Instance, Language, Misnamed, PluginSource, Prepared,
+};
 use crate::error::Error;
 use crate::script_api::db::{Database, RequestScope};
 
@@ -331,7 +333,7 @@ fn refuse_misnamed_callbacks(
     env: &Table,
     file: &std::path::Path,
 ) -> mlua::Result<Result<(), Error>> {
-    let mut misnamed: Vec<(String, String, Option<u32>)> = Vec::new();
+    let mut misnamed: Vec<Misnamed> = Vec::new();
     for pair in env.pairs::<Value, Value>() {
         let (Value::String(name), Value::Function(function)) = pair? else {
             continue;
@@ -345,14 +347,7 @@ fn refuse_misnamed_callbacks(
             misnamed.push((name, message, line));
         }
     }
-    Ok(match misnamed.into_iter().min() {
-        Some((_, message, line)) => Err(Error::Load {
-            file: file.to_path_buf(),
-            line,
-            message,
-        }),
-        None => Ok(()),
-    })
+    Ok(refuse_misnamed(file, misnamed))
 }
 
 fn load_failure(

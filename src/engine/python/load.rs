@@ -16,7 +16,7 @@ use super::traceback::{full_traceback, OwnCode, Raised};
 use super::PolicyTimeout;
 use crate::config::Config;
 use crate::decision::Callback;
-use crate::engine::PluginSource;
+use crate::engine::{refuse_misnamed, Misnamed, PluginSource};
 use crate::error::Error;
 use crate::script_api::db::{Database, RequestScope};
 use crate::script_api::log::{self, Level};
@@ -159,7 +159,7 @@ impl<'py> Loading<'_, 'py> {
         source: &PluginSource,
         globals: &Bound<'py, PyDict>,
     ) -> Result<(), Error> {
-        let mut misnamed: Vec<(String, String, Option<u32>)> = Vec::new();
+        let mut misnamed: Vec<Misnamed> = Vec::new();
         for (name, value) in globals.iter() {
             let Ok(name) = name.extract::<String>() else {
                 continue;
@@ -171,14 +171,7 @@ impl<'py> Loading<'_, 'py> {
                 misnamed.push((name, message, first_line(&value)));
             }
         }
-        match misnamed.into_iter().min() {
-            Some((_, message, line)) => Err(Error::Load {
-                file: source.path.clone(),
-                line,
-                message,
-            }),
-            None => Ok(()),
-        }
+        refuse_misnamed(&source.path, misnamed)
     }
 
     /// The function the plugin defines as `name`, if it defines one (`None` counts as not
