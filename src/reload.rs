@@ -13,7 +13,7 @@
 //!   but not hidden names (`.x.lua`, emacs's `.#x.lua` locks) nor editor leftovers (`*.swp`,
 //!   `*~`, `*.tmp`), which do not end in `.lua`/`.py`; and inside subdirectories named like
 //!   Python packages (`ids/values.py`, not `__pycache__/`), the same names and the package
-//!   directories themselves. The directory is watched recursively for them.
+//!   directories themselves. Each such subdirectory is watched too.
 //! - plugins path is a **file**: that file name only. Its parent directory is watched rather
 //!   than the file, because an atomic save (write `x.tmp`, rename it to `x.lua`) replaces the
 //!   inode a file watch would follow.
@@ -54,6 +54,11 @@ use crate::plugins::find_plugin_files;
 /// However busy the files stay, a reload starts at the latest this long after the first
 /// event of a burst, so a file rewritten constantly cannot postpone reloads forever.
 const MAX_DELAY_WINDOWS: u32 = 20;
+
+/// At most this many directories are watched (a plugins directory with a large tree of
+/// package-like directories beside it); each takes an inotify watch, of which the system
+/// grants a user a limited number.
+const MAX_WATCHES: usize = 1024;
 
 /// What the watcher wants after a reload: go on, or stop because the host is gone.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -150,11 +155,10 @@ fn is_relevant(event: &notify::Result<notify::Event>, scope: &Scope) -> bool {
     }
 }
 
-/// One directory to watch.
+/// One directory to watch (on its own: entries of its subdirectories are not reported).
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Watch {
     path: PathBuf,
-    recursive: bool,
     /// The directory's device and inode, so that one directory is watched once.
     identity: (u64, u64),
 }
@@ -203,22 +207,33 @@ fn plan(plugins: &Path, is_dir: bool) -> (Scope, Vec<Watch>) {
         _ => None,
     };
     let mut watches: Vec<Watch> = Vec::new();
-    // One watch per directory: two paths to one inode would share one inotify watch, and
-    // `notify` would report its events under only one of them.
-    let mut watch = |path: &Path, recursive: bool| {
-        if let Some(identity) = identity(path) {
-            if watches.iter().all(|w| w.identity != identity) {
-                watches.push(Watch {
-                    path: path.to_path_buf(),
-                    recursive,
-                    identity,
-                });
+    add_watch(&mut watches, &home);
+    if let Some(above) = home.ancestors().skip(1).find(|a| a.is_dir()) {
+        add_watch(&mut watches, above);
+    }
+    if is_dir {
+        // Helper packages: subdirectories named like Python packages, at any depth, each
+        // watched on its own (not `notify`'s recursive mode, which would also watch `.git/`,
+        // `__pycache__/` and any other tree kept beside the plugins). A package created
+        // later is a change, and is watched from the reload it starts.
+        let mut directories = vec![home.clone()];
+        while let Some(directory) = directories.pop() {
+            for entry in std::fs::read_dir(&directory)
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                let path = entry.path();
+                let is_package = entry.file_name().to_str().is_some_and(is_package_name);
+                if is_package
+                    && watches.len() < MAX_WATCHES
+                    && path.is_dir()
+                    && add_watch(&mut watches, &path)
+                {
+                    directories.push(path);
+                }
             }
         }
-    };
-    watch(&home, is_dir);
-    if let Some(above) = home.ancestors().skip(1).find(|a| a.is_dir()) {
-        watch(above, false);
     }
     let sources: Vec<PathBuf> = match &file {
         Some(file) => vec![file.clone()],
@@ -230,19 +245,12 @@ fn plan(plugins: &Path, is_dir: bool) -> (Scope, Vec<Watch>) {
             .map(|entry| entry.path())
             .collect(),
     };
-    let resolved_home = std::fs::canonicalize(&home).ok();
     let mut targets = Vec::new();
     for target in sources.iter().filter_map(|source| link_target(source)) {
-        // A target inside the watched directory tree is seen there already.
-        if is_dir
-            && resolved_home
-                .as_ref()
-                .is_some_and(|h| target.starts_with(h))
-        {
-            continue;
-        }
+        // A directory watched already (a target inside the plugins directory) keeps its
+        // watch, under whose path the target's events come.
         if let Some(directory) = target.parent() {
-            watch(directory, false);
+            add_watch(&mut watches, directory);
         }
         targets.push(target);
     }
@@ -254,6 +262,23 @@ fn plan(plugins: &Path, is_dir: bool) -> (Scope, Vec<Watch>) {
         },
         watches,
     )
+}
+
+/// Adds a watch on the directory at `path` unless one of `watches` is on the same directory
+/// already (two paths to one inode would share one inotify watch, and `notify` would report
+/// its events under only one of them). Whether it was added.
+fn add_watch(watches: &mut Vec<Watch>, path: &Path) -> bool {
+    let Some(identity) = identity(path) else {
+        return false;
+    };
+    if watches.iter().any(|w| w.identity == identity) {
+        return false;
+    }
+    watches.push(Watch {
+        path: path.to_path_buf(),
+        identity,
+    });
+    true
 }
 
 /// The `notify` watcher and the directories it watches, armed again before every reload.
@@ -285,12 +310,7 @@ impl Watches {
         let mut armed = Vec::with_capacity(wanted.len());
         let mut failed = Vec::new();
         for watch in wanted {
-            let mode = if watch.recursive {
-                RecursiveMode::Recursive
-            } else {
-                RecursiveMode::NonRecursive
-            };
-            match self.watcher.watch(&watch.path, mode) {
+            match self.watcher.watch(&watch.path, RecursiveMode::NonRecursive) {
                 Ok(()) => armed.push(watch),
                 Err(e) => failed.push((watch.path, e)),
             }
@@ -542,6 +562,41 @@ mod tests {
             assert!(!scope.is_change(&dir.join(no_change)), "{no_change}");
         }
         assert!(scope.is_change(Path::new("/etc")));
+    }
+
+    #[test]
+    fn the_plan_watches_packages_link_targets_and_the_directory_above_only() {
+        let root = tempfile::tempdir().unwrap();
+        let root_path = std::fs::canonicalize(root.path()).unwrap();
+        let home = root_path.join("plugins");
+        let outside = root_path.join("elsewhere");
+        for directory in [
+            ".git/objects",
+            "__pycache__",
+            "ids/sub",
+            "my-lib",
+            "ids/.cache",
+        ] {
+            std::fs::create_dir_all(home.join(directory)).unwrap();
+        }
+        std::fs::create_dir(&outside).unwrap();
+        std::fs::write(outside.join("login.lua"), "").unwrap();
+        std::os::unix::fs::symlink(outside.join("login.lua"), home.join("login.lua")).unwrap();
+        let (scope, watches) = plan(&home, true);
+        let mut watched: Vec<PathBuf> = watches.into_iter().map(|w| w.path).collect();
+        watched.sort();
+        let mut expected = vec![
+            root_path.clone(),
+            outside.clone(),
+            home.clone(),
+            home.join("ids"),
+            home.join("ids/sub"),
+        ];
+        expected.sort();
+        assert_eq!(watched, expected);
+        assert_eq!(scope.targets, [outside.join("login.lua")]);
+        assert!(scope.is_change(&outside.join("login.lua")));
+        assert!(!scope.is_change(&outside.join("other.lua")));
     }
 
     /// Counts reloads until `count` reaches `at_least` or a generous deadline passes.
