@@ -55,12 +55,14 @@ pub struct Case {
 #[non_exhaustive]
 pub enum CasesError {
     /// The file cannot be read.
-    #[error("{}: {source}", .path.display())]
+    // The file system's words are the message, and so not also a `source()` (see
+    // `Error::PluginsPath`).
+    #[error("{}: {io}", .path.display())]
     Read {
         /// The cases file.
         path: PathBuf,
         /// What the file system said.
-        source: std::io::Error,
+        io: std::io::Error,
     },
     /// The file is not a well-formed cases file.
     #[error("{}: {message}", .path.display())]
@@ -99,9 +101,9 @@ struct RawCase {
 /// callback or decision, bad arguments): the message names the case.
 pub fn load(path: impl AsRef<Path>) -> Result<Vec<Case>, CasesError> {
     let path = path.as_ref();
-    let text = std::fs::read_to_string(path).map_err(|source| CasesError::Read {
+    let text = std::fs::read_to_string(path).map_err(|io| CasesError::Read {
         path: path.to_path_buf(),
-        source,
+        io,
     })?;
     parse(&text).map_err(|message| CasesError::Invalid {
         path: path.to_path_buf(),

@@ -212,6 +212,7 @@ mod tests {
         Outcome {
             decision: Decision::User(UserDecision::from_return(
                 &crate::decision::ScriptValue::Int(code),
+                crate::language::Language::Lua,
             )),
             plugin: None,
             generation: None,

@@ -11,6 +11,11 @@ use crate::sessions::{Store, StoreError};
 /// The default quiet time after the last file event before a watched reload starts.
 pub const DEFAULT_DEBOUNCE: Duration = Duration::from_millis(50);
 
+/// The most worker threads a host runs. Each worker takes 1024 queue places and, per
+/// language, an interpreter of its own; past a few hundred, more workers only cost memory
+/// (1024 workers took 765 MB before their first request) and thread start-up.
+pub const MAX_WORKERS: usize = 256;
+
 /// A host's settings. [`HostBuilder`](crate::HostBuilder) fills it; engines and workers
 /// read it.
 #[derive(Clone, Debug)]
@@ -50,7 +55,9 @@ impl Default for Config {
         Config {
             plugins: PathBuf::from("plugins"),
             db: PathBuf::from("authhost.db"),
-            workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            workers: std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .min(MAX_WORKERS),
             timeout: Duration::from_millis(2000),
             queue_per_worker: 1024,
             lua_memory_limit: 64 << 20,

@@ -8,6 +8,8 @@
 use std::fmt;
 use std::time::Duration;
 
+use crate::language::Language;
+
 /// The three questions a policy can be asked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Callback {
@@ -48,6 +50,24 @@ impl Callback {
             .find(|c| c.method_name() == name || c.function_name() == name)
     }
 
+    /// What is wrong with a global function named `name`, when it looks like a callback
+    /// (`on_…`) but is none: most likely a typo that would leave the real callback undefined
+    /// and every request refused. The message names the closest callback:
+    /// `on_user_logon is not a callback; did you mean on_user_login?`.
+    pub fn misnamed(name: &str) -> Option<String> {
+        if !name.starts_with("on_") || Callback::from_name(name).is_some() {
+            return None;
+        }
+        let closest = Callback::ALL
+            .into_iter()
+            .min_by_key(|c| edit_distance(name, c.function_name()))
+            .expect("there are callbacks");
+        Some(format!(
+            "{name} is not a callback; did you mean {closest}? (the callbacks are \
+             on_user_signup, on_user_login and on_new_node)"
+        ))
+    }
+
     /// A dense index (0..3), for per-callback tables.
     pub fn index(self) -> usize {
         self as usize
@@ -66,6 +86,22 @@ impl fmt::Display for Callback {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.function_name())
     }
+}
+
+/// The Levenshtein distance between two names: the fewest single-character insertions,
+/// deletions and substitutions that turn one into the other.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut current = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let substitute = previous[j] + usize::from(ca != *cb);
+            current.push(substitute.min(previous[j + 1] + 1).min(current[j] + 1));
+        }
+        previous = current;
+    }
+    previous[b.len()]
 }
 
 /// A script's return value, reduced to what the decision mapping needs to know.
@@ -90,24 +126,81 @@ pub enum ScriptValue {
     Other(String),
 }
 
-impl fmt::Display for ScriptValue {
-    /// Describes the value for an error message: `a string "42"`, `nil`, `a table`.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ScriptValue::Nil => f.write_str("nil"),
-            ScriptValue::Bool(b) => write!(f, "a boolean {b}"),
-            ScriptValue::Int(n) => write!(f, "the integer {n}"),
-            ScriptValue::BigInt(n) => write!(f, "the integer {n} (outside the 64-bit range)"),
-            ScriptValue::Float(x) => write!(f, "a float {x:?}"),
-            ScriptValue::Str(s) => {
+impl ScriptValue {
+    /// Describes the value for an error message, in the words of the policy's language:
+    /// `nil`, `a boolean true`, `a string "42"` in Lua; `None`, `a bool True`, `a str '42'`
+    /// in Python.
+    pub fn describe(&self, language: Language) -> String {
+        match (self, language) {
+            (ScriptValue::Nil, Language::Lua) => "nil".into(),
+            (ScriptValue::Nil, Language::Python) => "None".into(),
+            (ScriptValue::Bool(b), Language::Lua) => format!("a boolean {b}"),
+            (ScriptValue::Bool(true), Language::Python) => "a bool True".into(),
+            (ScriptValue::Bool(false), Language::Python) => "a bool False".into(),
+            (ScriptValue::Int(n), Language::Lua) => format!("the integer {n}"),
+            (ScriptValue::Int(n), Language::Python) => format!("the int {n}"),
+            (ScriptValue::BigInt(n), Language::Lua) => {
+                format!("the integer {n} (outside the 64-bit range)")
+            }
+            (ScriptValue::BigInt(n), Language::Python) => {
+                format!("the int {n} (outside the 64-bit range)")
+            }
+            (ScriptValue::Float(x), Language::Lua) => format!("a float {x:?}"),
+            (ScriptValue::Float(x), Language::Python) => format!("a float {}", python_float(*x)),
+            (ScriptValue::Str(s), _) => {
                 const SHOWN: usize = 60;
                 let text = String::from_utf8_lossy(&s[..s.len().min(SHOWN)]);
                 let more = if s.len() > SHOWN { "…" } else { "" };
-                write!(f, "a string {:?}{more}", text.as_ref())
+                match language {
+                    Language::Lua => format!("a string {:?}{more}", text.as_ref()),
+                    Language::Python => format!("a str {}{more}", python_str(&text)),
+                }
             }
-            ScriptValue::Other(type_name) => write!(f, "a value of type {type_name}"),
+            (ScriptValue::Other(type_name), _) => format!("a value of type {type_name}"),
         }
     }
+}
+
+/// A float as Python's `repr` writes it: `nan`, `inf`, `1e+20`.
+fn python_float(x: f64) -> String {
+    if x.is_nan() {
+        return "nan".into();
+    }
+    if x.is_infinite() {
+        return if x > 0.0 { "inf" } else { "-inf" }.into();
+    }
+    let text = format!("{x:?}");
+    match text.split_once('e') {
+        Some((mantissa, exponent)) if !exponent.starts_with('-') => {
+            format!("{mantissa}e+{exponent}")
+        }
+        _ => text,
+    }
+}
+
+/// A string as Python's `repr` writes it: single quotes unless the text holds one and no
+/// double quote.
+fn python_str(text: &str) -> String {
+    let quote = if text.contains('\'') && !text.contains('"') {
+        '"'
+    } else {
+        '\''
+    };
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push(quote);
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            c if c == quote => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if c.is_control() => out.extend(c.escape_default()),
+            c => out.push(c),
+        }
+    }
+    out.push(quote);
+    out
 }
 
 /// Why a decision is `error` (−3): each cause a caller or operator may want to tell apart.
@@ -196,15 +289,15 @@ impl UserDecision {
     }
 
     /// Maps a script's return value (contract §2). Anything but an explicit, well-formed
-    /// answer is an error whose message says what came back.
-    pub fn from_return(value: &ScriptValue) -> UserDecision {
+    /// answer is an error whose message says what came back, in `language`'s words.
+    pub fn from_return(value: &ScriptValue, language: Language) -> UserDecision {
         let n = match value {
             ScriptValue::Int(n) => *n,
             ScriptValue::Float(x) => match exact_i64(*x) {
                 Some(n) => n,
-                None => return bad_user_return(value),
+                None => return bad_user_return(value, language),
             },
-            _ => return bad_user_return(value),
+            _ => return bad_user_return(value, language),
         };
         match n {
             1.. => UserDecision::UserId(n),
@@ -214,7 +307,7 @@ impl UserDecision {
                 ErrorKind::Script,
                 "the policy returned -3 (general error)",
             )),
-            _ => bad_user_return(value),
+            _ => bad_user_return(value, language),
         }
     }
 }
@@ -267,15 +360,15 @@ impl NodeDecision {
     }
 
     /// Maps a script's return value (contract §2): only the exact role names, `"unauthorized"`,
-    /// `-1` and `-3` mean anything.
-    pub fn from_return(value: &ScriptValue) -> NodeDecision {
+    /// `-1` and `-3` mean anything. Errors name what came back in `language`'s words.
+    pub fn from_return(value: &ScriptValue, language: Language) -> NodeDecision {
         match value {
             ScriptValue::Str(s) => match s.as_slice() {
                 b"primary" => NodeDecision::Primary,
                 b"secondary" => NodeDecision::Secondary,
                 b"async" => NodeDecision::Async,
                 b"unauthorized" => NodeDecision::Unauthorized,
-                _ => bad_node_return(value),
+                _ => bad_node_return(value, language),
             },
             ScriptValue::Int(_) | ScriptValue::Float(_) => {
                 let n = match value {
@@ -289,10 +382,10 @@ impl NodeDecision {
                         ErrorKind::Script,
                         "the policy returned -3 (general error)",
                     )),
-                    _ => bad_node_return(value),
+                    _ => bad_node_return(value, language),
                 }
             }
-            _ => bad_node_return(value),
+            _ => bad_node_return(value, language),
         }
     }
 }
@@ -304,14 +397,16 @@ fn exact_i64(x: f64) -> Option<i64> {
     (x.fract() == 0.0 && (-TWO_POW_63..TWO_POW_63).contains(&x)).then_some(x as i64)
 }
 
-fn bad_user_return(value: &ScriptValue) -> UserDecision {
+fn bad_user_return(value: &ScriptValue, language: Language) -> UserDecision {
+    let value = value.describe(language);
     UserDecision::Error(DecisionError::new(
         ErrorKind::BadReturn,
         format!("returned {value}, expected an integer user id (≥ 1), 0, -1 or -3"),
     ))
 }
 
-fn bad_node_return(value: &ScriptValue) -> NodeDecision {
+fn bad_node_return(value: &ScriptValue, language: Language) -> NodeDecision {
+    let value = value.describe(language);
     NodeDecision::Error(DecisionError::new(
         ErrorKind::BadReturn,
         format!(
@@ -356,11 +451,12 @@ impl Decision {
         }
     }
 
-    /// Maps a script's return value for `callback`.
-    pub fn from_return(callback: Callback, value: &ScriptValue) -> Decision {
+    /// Maps a script's return value for `callback`, naming a wrong one in `language`'s
+    /// words.
+    pub fn from_return(callback: Callback, value: &ScriptValue, language: Language) -> Decision {
         match callback {
-            Callback::NewNode => Decision::Node(NodeDecision::from_return(value)),
-            _ => Decision::User(UserDecision::from_return(value)),
+            Callback::NewNode => Decision::Node(NodeDecision::from_return(value, language)),
+            _ => Decision::User(UserDecision::from_return(value, language)),
         }
     }
 
@@ -482,11 +578,11 @@ mod tests {
     use super::*;
 
     fn user(v: ScriptValue) -> UserDecision {
-        UserDecision::from_return(&v)
+        UserDecision::from_return(&v, Language::Lua)
     }
 
     fn node(v: ScriptValue) -> NodeDecision {
-        NodeDecision::from_return(&v)
+        NodeDecision::from_return(&v, Language::Lua)
     }
 
     fn user_error_message(v: ScriptValue) -> String {
@@ -559,6 +655,47 @@ mod tests {
             user_error_message(ScriptValue::BigInt("9223372036854775808".into()))
                 .contains("9223372036854775808")
         );
+    }
+
+    #[test]
+    fn values_are_named_in_the_policy_language() {
+        let named = |v: ScriptValue| (v.describe(Language::Lua), v.describe(Language::Python));
+        let pairs = [
+            (ScriptValue::Nil, ("nil", "None")),
+            (ScriptValue::Bool(true), ("a boolean true", "a bool True")),
+            (
+                ScriptValue::Bool(false),
+                ("a boolean false", "a bool False"),
+            ),
+            (ScriptValue::Int(-2), ("the integer -2", "the int -2")),
+            (ScriptValue::Float(f64::NAN), ("a float NaN", "a float nan")),
+            (
+                ScriptValue::Float(f64::NEG_INFINITY),
+                ("a float -inf", "a float -inf"),
+            ),
+            (ScriptValue::Float(1e20), ("a float 1e20", "a float 1e+20")),
+            (ScriptValue::Float(1.5), ("a float 1.5", "a float 1.5")),
+            (
+                ScriptValue::Str(b"42".to_vec()),
+                ("a string \"42\"", "a str '42'"),
+            ),
+            (
+                ScriptValue::Str(b"it's".to_vec()),
+                ("a string \"it's\"", "a str \"it's\""),
+            ),
+            (
+                ScriptValue::Str(b"a\nb".to_vec()),
+                ("a string \"a\\nb\"", "a str 'a\\nb'"),
+            ),
+        ];
+        for (value, (lua, python)) in pairs {
+            assert_eq!(named(value), (lua.to_string(), python.to_string()));
+        }
+        let message = |v: ScriptValue| match UserDecision::from_return(&v, Language::Python) {
+            UserDecision::Error(e) => e.message,
+            other => panic!("{other:?}"),
+        };
+        assert!(message(ScriptValue::Nil).starts_with("returned None, expected"));
     }
 
     #[test]
@@ -666,6 +803,35 @@ mod tests {
         for decision in all {
             assert_eq!(Decision::NAMES[decision.name_index()], decision.name());
         }
+    }
+
+    #[test]
+    fn a_misnamed_callback_names_the_closest_one() {
+        let closest = |name: &str| {
+            Callback::misnamed(name).map(|m| {
+                let (_, rest) = m.split_once("did you mean ").unwrap();
+                rest.split('?').next().unwrap().to_string()
+            })
+        };
+        assert_eq!(closest("on_user_logon").as_deref(), Some("on_user_login"));
+        assert_eq!(closest("on_login").as_deref(), Some("on_user_login"));
+        assert_eq!(
+            closest("on_user_sign_up").as_deref(),
+            Some("on_user_signup")
+        );
+        assert_eq!(closest("on_newnode").as_deref(), Some("on_new_node"));
+        assert_eq!(closest("on_node").as_deref(), Some("on_new_node"));
+        for fine in [
+            "on_user_login",
+            "on_new_node",
+            "setup",
+            "login_on_",
+            "handle",
+        ] {
+            assert_eq!(Callback::misnamed(fine), None, "{fine}");
+        }
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("", "abc"), 3);
     }
 
     #[test]

@@ -32,12 +32,14 @@ pub enum Error {
         second: PathBuf,
     },
     /// The plugins path could not be read.
-    #[error("{}: cannot read plugins: {source}", .path.display())]
+    // The file system's words are part of the message, and so not also a `source()`: a
+    // reader that prints the chain (`anyhow`'s `{:#}`) would print them twice.
+    #[error("{}: cannot read plugins: {io}", .path.display())]
     PluginsPath {
         /// The path that was given.
         path: PathBuf,
         /// What the file system said.
-        source: std::io::Error,
+        io: std::io::Error,
     },
     /// A plugin's language is not compiled into this build.
     #[error("{}: {language} plugins are not supported by this build (cargo feature `{language}`)", .file.display())]
@@ -66,6 +68,14 @@ pub enum Error {
         /// What the file system watcher said.
         message: String,
     },
+    /// The system would not start one of the host's threads (a worker, the watchdog).
+    #[error("cannot start the thread {name}: {message}")]
+    Thread {
+        /// The thread's name (`authhost-worker-0` …).
+        name: String,
+        /// What the system said.
+        message: String,
+    },
     /// The host has shut down.
     #[error("the host is shutting down")]
     ShuttingDown,
@@ -79,6 +89,18 @@ fn load_message(file: &std::path::Path, line: &Option<u32>, message: &str) -> St
 }
 
 impl Error {
+    /// Whether this error says the plugin set does not load (a plugin, the plugins path, a
+    /// callback defined twice), rather than that the host around it cannot start.
+    pub fn is_load_error(&self) -> bool {
+        matches!(
+            self,
+            Error::Load { .. }
+                | Error::DuplicateCallback { .. }
+                | Error::PluginsPath { .. }
+                | Error::LanguageDisabled { .. }
+        )
+    }
+
     /// A load error for `file`, taking the line from an interpreter message of the form
     /// `FILE:LINE: message` when it has one.
     pub fn load(file: impl Into<PathBuf>, interpreter_message: &str) -> Error {

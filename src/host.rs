@@ -21,7 +21,7 @@ use serde_json::{json, Value};
 
 use crate::args::Args;
 use crate::completion::{Completion, Done, Waiter};
-use crate::config::Config;
+use crate::config::{Config, MAX_WORKERS};
 use crate::decision::{Callback, Outcome};
 use crate::engine::{builtin_engines, Engine};
 use crate::error::{Error, Result};
@@ -124,12 +124,16 @@ impl HostBuilder {
     ///
     /// # Failure
     ///
-    /// A configuration that cannot work (no workers, a zero timeout), a plugin set that
-    /// does not load, or (with [`HostBuilder::watch`]) a plugins path that cannot be watched.
+    /// A configuration that cannot work (no workers or more than [`MAX_WORKERS`], a zero
+    /// timeout), a plugin set that does not load, a thread the system will not start
+    /// ([`Error::Thread`]), or (with [`HostBuilder::watch`]) a plugins path that cannot be watched.
     pub fn build(self) -> Result<Host> {
         let config = self.config;
-        if config.workers == 0 {
-            return Err(Error::Config("workers must be at least 1".into()));
+        if !(1..=MAX_WORKERS).contains(&config.workers) {
+            return Err(Error::Config(format!(
+                "workers must be between 1 and {MAX_WORKERS}, not {}",
+                config.workers
+            )));
         }
         if config.timeout.is_zero() {
             return Err(Error::Config("the timeout must be more than 0 ms".into()));
@@ -147,8 +151,8 @@ impl HostBuilder {
             .session_store()
             .map_err(|e| Error::Config(e.to_string()))?;
         let engines = builtin_engines();
-        let set = Arc::new(PluginSet::load(&engines, &config, 1)?);
-        let pool = Pool::start(config.clone(), engines.clone(), set);
+        let set = Arc::new(load_set(&engines, &config, 1)?);
+        let pool = Pool::start(config.clone(), engines.clone(), set)?;
         let watch = config.watch;
         let host = Host {
             inner: Arc::new(Inner {
@@ -165,6 +169,16 @@ impl HostBuilder {
         }
         Ok(host)
     }
+}
+
+/// Loads a plugin set, warning when it can answer no request at all (it still goes live:
+/// every request is refused, as after the last plugin file is deleted).
+fn load_set(engines: &[Arc<dyn Engine>], config: &Config, generation: u64) -> Result<PluginSet> {
+    let set = PluginSet::load(engines, config, generation)?;
+    if let Some(why) = set.answers_nothing() {
+        log::warn!("{why}");
+    }
+    Ok(set)
 }
 
 struct Inner {
@@ -324,7 +338,7 @@ impl Host {
         self.inner
             .pool
             .live()
-            .reload(|generation| PluginSet::load(engines, config, generation))?;
+            .reload(|generation| load_set(engines, config, generation))?;
         Ok(self.status())
     }
 

@@ -77,6 +77,7 @@ pub mod engine;
 mod error;
 mod ffi;
 mod host;
+mod language;
 mod live_set;
 mod plugins;
 mod pool;
@@ -89,11 +90,11 @@ pub mod sqlite;
 mod stats;
 
 pub use args::Args;
-pub use config::Config;
+pub use config::{Config, MAX_WORKERS};
 pub use decision::{
     Callback, Decision, DecisionError, ErrorKind, NodeDecision, Outcome, ScriptValue, UserDecision,
 };
-pub use engine::Language;
 pub use error::{Error, Result};
 pub use host::{token_json, Authenticated, Host, HostBuilder, Status, TokenRefused};
+pub use language::Language;
 pub use plugins::{PluginInfo, PluginSet};

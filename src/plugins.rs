@@ -36,6 +36,8 @@ pub(crate) struct Route {
 
 /// A loaded, validated set of plugins: immutable and shared by every worker.
 pub struct PluginSet {
+    /// The plugins path the set was loaded from.
+    path: PathBuf,
     generation: u64,
     loaded_at: SystemTime,
     plugins: Vec<PluginInfo>,
@@ -62,6 +64,27 @@ impl PluginSet {
     /// The plugin that defines `callback`, if any does.
     pub fn plugin_for(&self, callback: Callback) -> Option<&PluginInfo> {
         self.routes[callback.index()].map(|r| &self.plugins[r.info])
+    }
+
+    /// Why this set can answer no request, when it can answer none: the plugins path holds
+    /// no plugin, or its plugins define no callback (a typo such as `on_user_logon` is a
+    /// load error already). Such a set still loads: every request is then answered `error`
+    /// (failing closed, as after the last plugin file is deleted). `authhost check` fails
+    /// on it, and the host logs it as a warning at every load.
+    pub fn answers_nothing(&self) -> Option<String> {
+        let path = self.path.display();
+        if self.plugins.is_empty() {
+            Some(format!(
+                "{path}: no plugins (*.lua or *.py files): every request is refused"
+            ))
+        } else if self.routes.iter().all(Option::is_none) {
+            Some(format!(
+                "{path}: no plugin defines a callback (on_user_signup, on_user_login or \
+                 on_new_node): every request is refused"
+            ))
+        } else {
+            None
+        }
     }
 
     pub(crate) fn route(&self, callback: Callback) -> Option<Route> {
@@ -163,6 +186,7 @@ impl PluginSet {
             })
         });
         Ok(PluginSet {
+            path: config.plugins.clone(),
             generation,
             loaded_at: SystemTime::now(),
             plugins,
@@ -176,9 +200,9 @@ impl PluginSet {
 /// inside a directory, skipping hidden and private names (`.x`, `_x`) and editor leftovers.
 /// Sorted by name, so that load order and messages are stable.
 pub fn find_plugin_files(path: &Path) -> Result<Vec<PathBuf>> {
-    let unreadable = |source| Error::PluginsPath {
+    let unreadable = |io| Error::PluginsPath {
         path: path.to_path_buf(),
-        source,
+        io,
     };
     let metadata = std::fs::metadata(path).map_err(unreadable)?;
     if !metadata.is_dir() {

@@ -21,6 +21,7 @@ use crate::completion::Completion;
 use crate::config::Config;
 use crate::decision::{DecisionError, ErrorKind, Outcome};
 use crate::engine::{Engine, Interrupt};
+use crate::error::Error;
 use crate::live_set::LiveSet;
 use crate::plugins::PluginSet;
 use crate::stats::Counters;
@@ -79,7 +80,16 @@ pub(crate) struct Pool {
 
 impl Pool {
     /// Starts `config.workers` workers serving `set`.
-    pub fn start(config: Config, engines: Vec<Arc<dyn Engine>>, set: Arc<PluginSet>) -> Pool {
+    ///
+    /// # Failure
+    ///
+    /// [`Error::Thread`] when the system will not start a worker or the watchdog (too many
+    /// threads, no memory for a stack); the threads already started are stopped first.
+    pub fn start(
+        config: Config,
+        engines: Vec<Arc<dyn Engine>>,
+        set: Arc<PluginSet>,
+    ) -> Result<Pool, Error> {
         let workers = config.workers.max(1);
         let queue_capacity = workers * config.queue_per_worker.max(1);
         let (queue, locals) = Queue::new(workers, queue_capacity);
@@ -100,20 +110,25 @@ impl Pool {
             alarm: watchdog::Alarm::new(),
             queue_capacity,
         });
-        for local in locals {
-            spawn_worker(&shared, local);
-        }
-        let watchdog = {
-            let shared = shared.clone();
-            std::thread::Builder::new()
-                .name("authhost-watchdog".into())
-                .spawn(move || watchdog::run(&shared))
-                .expect("spawning the watchdog thread")
-        };
-        Pool {
+        // Dropped on a failure below: that stops the workers already started.
+        let pool = Pool {
             shared,
-            watchdog: Mutex::new(Some(watchdog)),
+            watchdog: Mutex::new(None),
+        };
+        for local in locals {
+            spawn_worker(&pool.shared, local)?;
         }
+        let shared = pool.shared.clone();
+        let name = "authhost-watchdog";
+        let watchdog = std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || watchdog::run(&shared))
+            .map_err(|e| Error::Thread {
+                name: name.into(),
+                message: e.to_string(),
+            })?;
+        *pool.watchdog.lock().unwrap_or_else(|e| e.into_inner()) = Some(watchdog);
+        Ok(pool)
     }
 
     /// The live plugin set the workers follow.
@@ -309,7 +324,7 @@ mod tests {
         };
         let engines: Vec<Arc<dyn Engine>> = vec![Arc::new(PanickingEngine)];
         let set = Arc::new(PluginSet::load(&engines, &config, 1).unwrap());
-        let pool = Pool::start(config, engines, set);
+        let pool = Pool::start(config, engines, set).unwrap();
         let failed = ask(&pool, "panic");
         let error = failed
             .decision

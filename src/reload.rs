@@ -11,11 +11,22 @@
 //! - plugins path is a **directory**: any `*.lua` or `*.py` file directly inside it, including
 //!   names the plugin scan skips (`_helpers.py` is a helper module a Python plugin imports),
 //!   but not hidden names (`.x.lua`, emacs's `.#x.lua` locks) nor editor leftovers (`*.swp`,
-//!   `*~`, `*.tmp`), which do not end in `.lua`/`.py`; and the directory itself being removed
-//!   or moved.
+//!   `*~`, `*.tmp`), which do not end in `.lua`/`.py`; and inside subdirectories named like
+//!   Python packages (`ids/values.py`, not `__pycache__/`), the same names and the package
+//!   directories themselves. Each such subdirectory is watched too.
 //! - plugins path is a **file**: that file name only. Its parent directory is watched rather
 //!   than the file, because an atomic save (write `x.tmp`, rename it to `x.lua`) replaces the
 //!   inode a file watch would follow.
+//! - a plugin or helper that is a **symbolic link**: also its target, wherever it is (its
+//!   directory is watched too), so that rewriting the target in place reloads.
+//! - the directory holding the plugins being **removed, moved away or created again**: the
+//!   nearest existing directory above it is watched as well. While the path is missing, the
+//!   reload fails, `status` shows why and the last good set keeps answering; once it is back,
+//!   it is watched anew.
+//!
+//! What is watched depends on what is on disk (links, whether the directory exists), so the
+//! watches are armed again before every reload: the reload then reads everything the new
+//! watches see changing.
 //!
 //! A plugin found empty when the burst goes quiet is most likely a truncate-then-write save
 //! half done: the watcher waits more windows (up to 20) before loading it as it is.
@@ -26,10 +37,13 @@
 //! The watcher holds no strong reference to the host: it is given a closure that upgrades a
 //! `Weak` and says whether the host still exists, so dropping the last `Host` stops it.
 
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwap;
 use crossbeam_channel::{Receiver, Sender};
 use notify::event::{AccessKind, AccessMode, EventKind};
 use notify::{RecommendedWatcher, RecursiveMode, Watcher};
@@ -41,6 +55,11 @@ use crate::plugins::find_plugin_files;
 /// event of a burst, so a file rewritten constantly cannot postpone reloads forever.
 const MAX_DELAY_WINDOWS: u32 = 20;
 
+/// At most this many directories are watched (a plugins directory with a large tree of
+/// package-like directories beside it); each takes an inotify watch, of which the system
+/// grants a user a limited number.
+const MAX_WATCHES: usize = 1024;
+
 /// What the watcher wants after a reload: go on, or stop because the host is gone.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Next {
@@ -50,35 +69,68 @@ pub(crate) enum Next {
     Stop,
 }
 
-/// Which file events under the watched directory are changes to the plugins.
-#[derive(Clone, Debug)]
-enum Scope {
-    /// Every `.lua`/`.py` name directly inside the watched directory.
-    Directory,
-    /// Only this file name inside the watched directory.
-    File(std::ffi::OsString),
+/// Which file events are changes to the plugins. Planned with the watches, from what is on
+/// disk, and replaced whenever they are armed again.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Scope {
+    /// The directory whose entries are the plugins (the plugins directory, or a single
+    /// plugin file's directory), its parent resolved as the watches report it.
+    home: PathBuf,
+    /// The single plugin file inside `home`, when the plugins path is a file.
+    file: Option<PathBuf>,
+    /// Where plugin and helper links outside `home` lead, resolved.
+    targets: Vec<PathBuf>,
 }
 
 impl Scope {
-    fn is_change(&self, watched: &Path, path: &Path) -> bool {
-        if path == watched {
-            // The watched directory itself was removed or moved: the next load says so.
+    fn is_change(&self, path: &Path) -> bool {
+        if self.home.starts_with(path) {
+            // `home` itself, or a directory above it, was created, removed or moved.
             return true;
         }
-        let Some(name) = path.file_name() else {
-            return false;
-        };
-        match self {
-            Scope::File(target) => name == target.as_os_str(),
-            Scope::Directory => is_source_name(&name.to_string_lossy()),
+        if self.targets.iter().any(|target| target == path) {
+            return true;
+        }
+        match &self.file {
+            Some(file) => path == file,
+            None => path.strip_prefix(&self.home).is_ok_and(is_source_path),
         }
     }
+}
+
+/// Whether a path inside the plugins directory (relative to it) is a plugin, a helper
+/// module, or part of a helper package: a source name or a package directory, inside
+/// package directories only.
+fn is_source_path(relative: &Path) -> bool {
+    let names: Option<Vec<&str>> = relative
+        .components()
+        .map(|c| match c {
+            Component::Normal(name) => name.to_str(),
+            _ => None,
+        })
+        .collect();
+    let Some((last, directories)) = names.as_deref().and_then(<[&str]>::split_last) else {
+        return false;
+    };
+    directories.iter().all(|d| is_package_name(d))
+        && (is_source_name(last) || is_package_name(last))
 }
 
 /// Whether a file in the plugins directory is a script whose change matters: a plugin or a
 /// helper module. Leftovers (`x.lua~`, `x.lua.swp`, `x.tmp`) do not end in `.lua`/`.py`.
 pub(crate) fn is_source_name(name: &str) -> bool {
     !name.starts_with('.') && (name.ends_with(".lua") || name.ends_with(".py"))
+}
+
+/// Whether a directory name can be a Python package a plugin imports: an identifier, and not
+/// `__pycache__` (whose compiled files are no source).
+fn is_package_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c == '_' || c.is_ascii_alphabetic())
+        && chars.all(|c| c == '_' || c.is_ascii_alphanumeric())
+        && name != "__pycache__"
 }
 
 /// Whether a `notify` event kind can mean a file's content or presence changed. Opening and
@@ -92,24 +144,186 @@ fn is_change_kind(kind: &EventKind) -> bool {
 }
 
 /// Whether a `notify` event (or error) should lead to a reload.
-fn is_relevant(event: &notify::Result<notify::Event>, watched: &Path, scope: &Scope) -> bool {
+fn is_relevant(event: &notify::Result<notify::Event>, scope: &Scope) -> bool {
     match event {
         Ok(event) => {
             event.need_rescan()
-                || (is_change_kind(&event.kind)
-                    && event.paths.iter().any(|p| scope.is_change(watched, p)))
+                || (is_change_kind(&event.kind) && event.paths.iter().any(|p| scope.is_change(p)))
         }
         // The watch may have lost events (queue overflow): reload to be sure.
         Err(_) => true,
     }
 }
 
+/// One directory to watch (on its own: entries of its subdirectories are not reported).
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Watch {
+    path: PathBuf,
+    /// The directory's device and inode, so that one directory is watched once.
+    identity: (u64, u64),
+}
+
+/// The device and inode of the directory at `path` (links followed, as watches follow them).
+fn identity(path: &Path) -> Option<(u64, u64)> {
+    std::fs::metadata(path)
+        .ok()
+        .filter(std::fs::Metadata::is_dir)
+        .map(|m| (m.dev(), m.ino()))
+}
+
+/// `path` with its parent resolved (links, `..`), its last name kept: the form `notify`
+/// reports events in for a watch on the resolved parent, and a link named by the last name
+/// is still seen as a link.
+fn resolve_parent(path: &Path) -> PathBuf {
+    match (path.parent(), path.file_name()) {
+        (Some(parent), Some(name)) => std::fs::canonicalize(parent)
+            .map(|parent| parent.join(name))
+            .unwrap_or_else(|_| path.to_path_buf()),
+        _ => path.to_path_buf(),
+    }
+}
+
+/// Where the link at `link` leads, resolved; for a link whose target does not exist yet,
+/// where that target will be.
+fn link_target(link: &Path) -> Option<PathBuf> {
+    if !std::fs::symlink_metadata(link).is_ok_and(|m| m.file_type().is_symlink()) {
+        return None;
+    }
+    std::fs::canonicalize(link).ok().or_else(|| {
+        let target = std::fs::read_link(link).ok()?;
+        Some(resolve_parent(&link.parent()?.join(target)))
+    })
+}
+
+/// What to watch for the plugins path as it is on disk now, and which events count.
+fn plan(plugins: &Path, is_dir: bool) -> (Scope, Vec<Watch>) {
+    let absolute = std::path::absolute(plugins).unwrap_or_else(|_| plugins.to_path_buf());
+    let home = match (is_dir, absolute.parent()) {
+        (false, Some(parent)) => std::fs::canonicalize(parent).unwrap_or(parent.to_path_buf()),
+        _ => resolve_parent(&absolute),
+    };
+    let file = match (is_dir, absolute.file_name()) {
+        (false, Some(name)) => Some(home.join(name)),
+        _ => None,
+    };
+    let mut watches: Vec<Watch> = Vec::new();
+    add_watch(&mut watches, &home);
+    if let Some(above) = home.ancestors().skip(1).find(|a| a.is_dir()) {
+        add_watch(&mut watches, above);
+    }
+    if is_dir {
+        // Helper packages: subdirectories named like Python packages, at any depth, each
+        // watched on its own (not `notify`'s recursive mode, which would also watch `.git/`,
+        // `__pycache__/` and any other tree kept beside the plugins). A package created
+        // later is a change, and is watched from the reload it starts.
+        let mut directories = vec![home.clone()];
+        while let Some(directory) = directories.pop() {
+            for entry in std::fs::read_dir(&directory)
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                let path = entry.path();
+                let is_package = entry.file_name().to_str().is_some_and(is_package_name);
+                if is_package
+                    && watches.len() < MAX_WATCHES
+                    && path.is_dir()
+                    && add_watch(&mut watches, &path)
+                {
+                    directories.push(path);
+                }
+            }
+        }
+    }
+    let sources: Vec<PathBuf> = match &file {
+        Some(file) => vec![file.clone()],
+        None => std::fs::read_dir(&home)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|entry| is_source_name(&entry.file_name().to_string_lossy()))
+            .map(|entry| entry.path())
+            .collect(),
+    };
+    let mut targets = Vec::new();
+    for target in sources.iter().filter_map(|source| link_target(source)) {
+        // A directory watched already (a target inside the plugins directory) keeps its
+        // watch, under whose path the target's events come.
+        if let Some(directory) = target.parent() {
+            add_watch(&mut watches, directory);
+        }
+        targets.push(target);
+    }
+    (
+        Scope {
+            home,
+            file,
+            targets,
+        },
+        watches,
+    )
+}
+
+/// Adds a watch on the directory at `path` unless one of `watches` is on the same directory
+/// already (two paths to one inode would share one inotify watch, and `notify` would report
+/// its events under only one of them). Whether it was added.
+fn add_watch(watches: &mut Vec<Watch>, path: &Path) -> bool {
+    let Some(identity) = identity(path) else {
+        return false;
+    };
+    if watches.iter().any(|w| w.identity == identity) {
+        return false;
+    }
+    watches.push(Watch {
+        path: path.to_path_buf(),
+        identity,
+    });
+    true
+}
+
+/// The `notify` watcher and the directories it watches, armed again before every reload.
+struct Watches {
+    watcher: RecommendedWatcher,
+    armed: Vec<Watch>,
+    /// What the event handler counts as a change; replaced at each arming.
+    scope: Arc<ArcSwap<Scope>>,
+    plugins: PathBuf,
+    is_dir: bool,
+}
+
+impl Watches {
+    /// Watches what the plugins path needs now, and nothing else. Returns the directories
+    /// that could not be watched, with why.
+    fn arm(&mut self) -> Vec<(PathBuf, notify::Error)> {
+        let (scope, wanted) = plan(&self.plugins, self.is_dir);
+        // The scope first: events on a new target count as soon as its watch is on.
+        // (Never while calling into `notify`, whose calls wait for its event thread, which
+        // runs the handler that reads the scope.)
+        self.scope.store(Arc::new(scope));
+        // All afresh each time: a directory deleted and created again may have the deleted
+        // one's inode, and `notify` forgets the watch of a directory that went away. What
+        // changes while no watch is on is read by the reload that follows.
+        for old in self.armed.drain(..) {
+            // Fails when the directory went away with its watch: nothing left to stop.
+            let _ = self.watcher.unwatch(&old.path);
+        }
+        let mut armed = Vec::with_capacity(wanted.len());
+        let mut failed = Vec::new();
+        for watch in wanted {
+            match self.watcher.watch(&watch.path, RecursiveMode::NonRecursive) {
+                Ok(()) => armed.push(watch),
+                Err(e) => failed.push((watch.path, e)),
+            }
+        }
+        self.armed = armed;
+        failed
+    }
+}
+
 /// Watches a plugins path in the background and calls a reload closure, debounced, after
 /// changes. Dropping it stops the watching and joins its thread.
 pub(crate) struct PluginWatcher {
-    /// `notify`'s watcher; dropping it stops its event thread.
-    watcher: Option<RecommendedWatcher>,
-    /// Dropped to tell the debounce thread to stop.
+    /// Dropped to tell the watcher's thread to stop.
     stop: Option<Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
@@ -133,44 +347,47 @@ impl PluginWatcher {
             message,
         };
         let metadata = std::fs::metadata(plugins).map_err(|e| watch_error(e.to_string()))?;
-        let (watched, scope) = if metadata.is_dir() {
-            (plugins.to_path_buf(), Scope::Directory)
-        } else {
-            let name = plugins
-                .file_name()
-                .ok_or_else(|| watch_error("not a file name".into()))?;
-            let parent = match plugins.parent() {
-                Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-                _ => PathBuf::from("."),
-            };
-            (parent, Scope::File(name.to_os_string()))
-        };
 
         // One pending change is enough: a change that arrives during a reload asks for one
         // more reload after it, however many events it was.
         let (changed_tx, changed_rx) = crossbeam_channel::bounded::<()>(1);
         let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
-        let handler_watched = watched.clone();
+        let scope: Arc<ArcSwap<Scope>> = Arc::default();
         let handler_scope = scope.clone();
-        let mut watcher = notify::recommended_watcher(move |event| {
-            if is_relevant(&event, &handler_watched, &handler_scope) {
+        let watcher = notify::recommended_watcher(move |event| {
+            if is_relevant(&event, &handler_scope.load()) {
                 // Full: a reload is already pending. Disconnected: the watcher is stopping.
                 let _ = changed_tx.try_send(());
             }
         })
         .map_err(|e| watch_error(e.to_string()))?;
-        watcher
-            .watch(&watched, RecursiveMode::NonRecursive)
-            .map_err(|e| watch_error(e.to_string()))?;
+        let mut watches = Watches {
+            watcher,
+            armed: Vec::new(),
+            scope,
+            plugins: plugins.to_path_buf(),
+            is_dir: metadata.is_dir(),
+        };
+        if let Some((path, e)) = watches.arm().into_iter().next() {
+            return Err(watch_error(format!("{}: {e}", path.display())));
+        }
 
+        log::info!("watching {} for changes", plugins.display());
         let plugins = plugins.to_path_buf();
         let thread = std::thread::Builder::new()
             .name("authhost-reload".into())
-            .spawn(move || debounce_loop(&plugins, debounce, &changed_rx, &stop_rx, reload))
+            .spawn(move || {
+                debounce_loop(
+                    &plugins,
+                    debounce,
+                    &changed_rx,
+                    &stop_rx,
+                    &mut watches,
+                    reload,
+                )
+            })
             .map_err(|e| watch_error(format!("cannot start the watcher thread: {e}")))?;
-        log::info!("watching {} for changes", watched.display());
         Ok(PluginWatcher {
-            watcher: Some(watcher),
             stop: Some(stop_tx),
             thread: Some(thread),
         })
@@ -179,7 +396,6 @@ impl PluginWatcher {
 
 impl Drop for PluginWatcher {
     fn drop(&mut self) {
-        drop(self.watcher.take());
         drop(self.stop.take());
         if let Some(thread) = self.thread.take() {
             // The last `Host` can be dropped by the watcher's own reload closure; that thread
@@ -199,12 +415,14 @@ enum Wait {
     Stop,
 }
 
-/// Waits for a change, then for `debounce` of quiet, then reloads; until stopped.
+/// Waits for a change, then for `debounce` of quiet, then arms the watches again and
+/// reloads; until stopped.
 fn debounce_loop(
     plugins: &Path,
     debounce: Duration,
     changed: &Receiver<()>,
     stop: &Receiver<()>,
+    watches: &mut Watches,
     mut reload: impl FnMut() -> Next,
 ) {
     loop {
@@ -234,6 +452,11 @@ fn debounce_loop(
                 Wait::Quiet | Wait::Changed if Instant::now() >= latest => break,
                 Wait::Quiet | Wait::Changed => {}
             }
+        }
+        // Before the reload, so that it reads everything the new watches will report on.
+        for (path, e) in watches.arm() {
+            // Most likely gone again since it was planned; the next event arms it again.
+            log::warn!("cannot watch {} for changes: {e}", path.display());
         }
         if reload() == Next::Stop {
             return;
@@ -290,12 +513,90 @@ mod tests {
     }
 
     #[test]
-    fn a_single_file_scope_matches_its_name_only() {
-        let scope = Scope::File("login.lua".into());
+    fn a_single_file_scope_matches_its_name_its_target_and_the_directories_above() {
         let dir = Path::new("/etc/authhost");
-        assert!(scope.is_change(dir, &dir.join("login.lua")));
-        assert!(!scope.is_change(dir, &dir.join("other.lua")));
-        assert!(!scope.is_change(dir, &dir.join("login.lua.tmp")));
+        let scope = Scope {
+            home: dir.to_path_buf(),
+            file: Some(dir.join("login.lua")),
+            targets: vec![PathBuf::from("/srv/policies/login.lua")],
+        };
+        assert!(scope.is_change(&dir.join("login.lua")));
+        assert!(!scope.is_change(&dir.join("other.lua")));
+        assert!(!scope.is_change(&dir.join("login.lua.tmp")));
+        assert!(scope.is_change(Path::new("/srv/policies/login.lua")));
+        assert!(!scope.is_change(Path::new("/srv/policies/other.lua")));
+        // The directory itself, or one above it, removed or created again.
+        assert!(scope.is_change(dir));
+        assert!(scope.is_change(Path::new("/etc")));
+        assert!(!scope.is_change(Path::new("/etc/passwd")));
+    }
+
+    #[test]
+    fn a_directory_scope_matches_sources_and_packages_at_any_depth() {
+        let dir = Path::new("/etc/authhost");
+        let scope = Scope {
+            home: dir.to_path_buf(),
+            file: None,
+            targets: Vec::new(),
+        };
+        for change in [
+            "login.lua",
+            "_ids.py",
+            "ids",
+            "ids/values.py",
+            "ids/sub/__init__.py",
+        ] {
+            assert!(scope.is_change(&dir.join(change)), "{change}");
+        }
+        for no_change in [
+            "__pycache__",
+            "__pycache__/x.cpython-311.pyc",
+            "ids/__pycache__/values.cpython-311.pyc",
+            "ids/values.py~",
+            ".git/config",
+            ".hidden/x.py",
+            "my-lib/x.py",
+            "4913",
+            "notes.txt",
+        ] {
+            assert!(!scope.is_change(&dir.join(no_change)), "{no_change}");
+        }
+        assert!(scope.is_change(Path::new("/etc")));
+    }
+
+    #[test]
+    fn the_plan_watches_packages_link_targets_and_the_directory_above_only() {
+        let root = tempfile::tempdir().unwrap();
+        let root_path = std::fs::canonicalize(root.path()).unwrap();
+        let home = root_path.join("plugins");
+        let outside = root_path.join("elsewhere");
+        for directory in [
+            ".git/objects",
+            "__pycache__",
+            "ids/sub",
+            "my-lib",
+            "ids/.cache",
+        ] {
+            std::fs::create_dir_all(home.join(directory)).unwrap();
+        }
+        std::fs::create_dir(&outside).unwrap();
+        std::fs::write(outside.join("login.lua"), "").unwrap();
+        std::os::unix::fs::symlink(outside.join("login.lua"), home.join("login.lua")).unwrap();
+        let (scope, watches) = plan(&home, true);
+        let mut watched: Vec<PathBuf> = watches.into_iter().map(|w| w.path).collect();
+        watched.sort();
+        let mut expected = vec![
+            root_path.clone(),
+            outside.clone(),
+            home.clone(),
+            home.join("ids"),
+            home.join("ids/sub"),
+        ];
+        expected.sort();
+        assert_eq!(watched, expected);
+        assert_eq!(scope.targets, [outside.join("login.lua")]);
+        assert!(scope.is_change(&outside.join("login.lua")));
+        assert!(!scope.is_change(&outside.join("other.lua")));
     }
 
     /// Counts reloads until `count` reaches `at_least` or a generous deadline passes.

@@ -12,7 +12,7 @@
 //! | --- | --- | --- | --- |
 //! | `plugins` | `AUTHHOST_PLUGINS` | a plugin file or directory | `plugins` |
 //! | `db` | `AUTHHOST_DB` | the policies' SQLite database | `authhost.db` |
-//! | `workers` | `AUTHHOST_WORKERS` | worker threads (≥ 1) | the machine's cores |
+//! | `workers` | `AUTHHOST_WORKERS` | worker threads (1 to 256, [`crate::MAX_WORKERS`]) | the machine's cores (at most 256) |
 //! | `timeout_ms` | `AUTHHOST_TIMEOUT_MS` | time from submission to decision (≥ 1) | 2000 |
 //! | `session_idle_s` | `AUTHHOST_SESSION_IDLE_S` | a session's inactivity timeout (≥ 1) | 300 |
 //! | `session_max_s` | `AUTHHOST_SESSION_MAX_S` | a session's absolute lifetime (≥ 1) | 43200 |

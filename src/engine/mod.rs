@@ -11,7 +11,6 @@
 //! The pool, the decision mapping and reloading only see these traits; nothing outside
 //! `engine::lua` and `engine::python` knows either language.
 
-use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -19,45 +18,12 @@ use std::time::Instant;
 use crate::config::Config;
 use crate::decision::{Callback, DecisionError, ScriptValue};
 use crate::error::Error;
+pub use crate::language::Language;
 
 #[cfg(feature = "lua")]
 pub mod lua;
 #[cfg(feature = "python")]
 pub mod python;
-
-/// A policy language.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Language {
-    /// Lua 5.4, sandboxed (`.lua` files).
-    Lua,
-    /// CPython 3, trusted code (`.py` files).
-    Python,
-}
-
-impl Language {
-    /// The language of a plugin file, by its extension.
-    pub fn of_file(path: &std::path::Path) -> Option<Language> {
-        match path.extension()?.to_str()? {
-            "lua" => Some(Language::Lua),
-            "py" => Some(Language::Python),
-            _ => None,
-        }
-    }
-
-    /// The language's name as shown by `check` and `status`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Language::Lua => "lua",
-            Language::Python => "python",
-        }
-    }
-}
-
-impl fmt::Display for Language {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
 
 /// One plugin file, read from disk when its set was loaded.
 #[derive(Clone, Debug)]
@@ -72,6 +38,25 @@ impl PluginSource {
     /// The path as text, for messages and chunk names.
     pub fn display_path(&self) -> String {
         self.path.display().to_string()
+    }
+}
+
+/// A global function of a plugin named like a callback but none (see
+/// [`Callback::misnamed`]): its name, the message, and the line it is defined on.
+pub(crate) type Misnamed = (String, String, Option<u32>);
+
+/// The load error for the first, by name, of a plugin's misnamed callbacks, if it has any.
+pub(crate) fn refuse_misnamed(
+    file: &std::path::Path,
+    misnamed: Vec<Misnamed>,
+) -> Result<(), Error> {
+    match misnamed.into_iter().min() {
+        Some((_, message, line)) => Err(Error::Load {
+            file: file.to_path_buf(),
+            line,
+            message,
+        }),
+        None => Ok(()),
     }
 }
 

@@ -11,19 +11,25 @@ use super::queue::Local;
 use super::{Job, Running, Shared};
 use crate::decision::{timeout_message, Decision, ErrorKind, Outcome};
 use crate::engine::{Call, Engine, Instance};
-use crate::error::panic_message;
+use crate::error::{panic_message, Error};
 use crate::plugins::PluginSet;
 use crate::script_api::db::{Database, RequestScope};
 
-pub(super) fn spawn_worker(shared: &Arc<Shared>, local: Local) {
+/// Starts worker `local.index()` on a thread of its own.
+///
+/// # Failure
+///
+/// [`Error::Thread`] when the system will not start the thread.
+pub(super) fn spawn_worker(shared: &Arc<Shared>, local: Local) -> Result<(), Error> {
     let index = local.index();
+    let name = format!("authhost-worker-{index}");
     *shared
         .live_workers
         .lock()
         .unwrap_or_else(|e| e.into_inner()) += 1;
     let for_thread = shared.clone();
     let handle = std::thread::Builder::new()
-        .name(format!("authhost-worker-{index}"))
+        .name(name.clone())
         .spawn(move || {
             let engines = for_thread.engines.clone();
             let db = Database::at(&for_thread.config.db_location());
@@ -46,17 +52,23 @@ pub(super) fn spawn_worker(shared: &Arc<Shared>, local: Local) {
             worker.shared.workers_gone.notify_all();
         });
     match handle {
-        Ok(handle) => shared
-            .handles
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(handle),
+        Ok(handle) => {
+            shared
+                .handles
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(handle);
+            Ok(())
+        }
         Err(e) => {
-            log::error!("cannot start worker {index}: {e}");
             *shared
                 .live_workers
                 .lock()
                 .unwrap_or_else(|e| e.into_inner()) -= 1;
+            Err(Error::Thread {
+                name,
+                message: e.to_string(),
+            })
         }
     }
 }
@@ -118,7 +130,10 @@ impl Worker {
                 // thread rather than reuse them.
                 let state = self.state.take();
                 let _ = catch_unwind(AssertUnwindSafe(move || drop(state)));
-                spawn_worker(&self.shared, local);
+                // Without a replacement, the other workers serve the queue.
+                if let Err(e) = spawn_worker(&self.shared, local) {
+                    log::error!("cannot replace worker {}: {e}", self.index);
+                }
                 return;
             }
         }
@@ -204,7 +219,10 @@ impl Worker {
         // None: the watchdog answered at the deadline, and this late result goes nowhere.
         let Some(running) = running else { return };
         let decision = match returned {
-            Ok(value) => Decision::from_return(callback, &value),
+            Ok(value) => {
+                let language = state.set.plugins()[route.info].language;
+                Decision::from_return(callback, &value, language)
+            }
             Err(error) => Decision::error(callback, error),
         };
         let completion = running.completion;

@@ -169,3 +169,179 @@ fn bench_reports_throughput_latency_and_decisions() {
     assert!(latency["p50"].as_f64().unwrap() <= latency["p99"].as_f64().unwrap());
     assert!(latency["p99"].as_f64().unwrap() <= latency["max"].as_f64().unwrap());
 }
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn options_no_host_can_run_with_are_usage_errors_exit_2() {
+    let too_many = (authhost::MAX_WORKERS + 1).to_string();
+    let cases: [(&str, &[&str]); 4] = [
+        ("--workers", &["--workers", "0"]),
+        ("--timeout-ms", &["--timeout-ms", "0"]),
+        ("--workers", &["--workers", &too_many]),
+        ("--session-idle", &["--session-idle", "0"]),
+    ];
+    let returns = plugins("lua/returns.lua");
+    for (option, bad) in cases {
+        for command in [
+            &["call", "user_login", "int42", "{}"][..],
+            &["check"][..],
+            &["serve", "--no-watch"][..],
+        ] {
+            let mut args = command.to_vec();
+            args.extend_from_slice(&["--plugins", &returns]);
+            args.extend_from_slice(bad);
+            let output = authhost(&args);
+            let log = stderr(&output);
+            assert_eq!(output.status.code(), Some(2), "{args:?}: {log}");
+            assert!(
+                log.starts_with(&format!("error: invalid value '{}' for '{option} ", bad[1])),
+                "{args:?}: {log}"
+            );
+            assert!(log.contains("try '--help'"), "{args:?}: {log}");
+            assert!(!log.contains("does not load"), "{args:?}: {log}");
+            assert!(stdout(&output).is_empty(), "{args:?}");
+        }
+    }
+}
+
+#[test]
+fn a_thread_the_system_will_not_start_is_an_error_not_a_panic() {
+    // A default stack no system can map: every thread the host starts fails to start.
+    let output = Command::new(env!("CARGO_BIN_EXE_authhost"))
+        .args(["call", "user_login", "int42", "{}", "--db", ":memory:"])
+        .args(["--plugins", &plugins("lua/returns.lua")])
+        .env("RUST_MIN_STACK", (1u64 << 60).to_string())
+        .env_remove("RUST_BACKTRACE")
+        .output()
+        .expect("the binary runs");
+    let log = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{log}");
+    assert!(
+        log.starts_with(
+            "authhost: cannot start the host: cannot start the thread authhost-worker-0: "
+        ),
+        "{log}"
+    );
+    assert!(!log.contains("panicked"), "{log}");
+    assert!(stdout(&output).is_empty());
+}
+
+#[test]
+fn a_cases_file_that_does_not_parse_is_a_usage_error_not_a_failing_case() {
+    let file = plugins("cli/unfinished_cases.json");
+    let output = authhost(&["test", &file, "--plugins", &plugins("lua/returns.lua")]);
+    let log = stderr(&output);
+    assert_eq!(output.status.code(), Some(2), "{log}");
+    assert!(
+        log.starts_with(&format!("error: {file}: not a cases file")),
+        "{log}"
+    );
+    assert!(log.contains("\nUsage: authhost test "), "{log}");
+    assert!(stdout(&output).is_empty(), "no case ran");
+
+    let missing = plugins("cli/no_such_cases.json");
+    let output = authhost(&["test", &missing, "--plugins", &plugins("lua/returns.lua")]);
+    let log = stderr(&output);
+    assert_eq!(output.status.code(), Some(2), "{log}");
+    assert!(
+        log.starts_with(&format!(
+            "error: {missing}: No such file or directory (os error 2)\n"
+        )),
+        "{log}"
+    );
+}
+
+#[test]
+fn an_error_names_its_cause_once() {
+    let missing = plugins("cli/no_such_plugins");
+    let output = authhost(&["call", "user_login", "{}", "{}", "--plugins", &missing]);
+    let log = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{log}");
+    assert_eq!(
+        log.trim_end(),
+        format!(
+            "authhost: the plugin set does not load: {missing}: cannot read plugins: \
+             No such file or directory (os error 2)"
+        )
+    );
+}
+
+#[test]
+fn test_help_names_the_database_the_cases_run_against() {
+    let output = authhost(&["test", "--help"]);
+    assert_eq!(output.status.code(), Some(0));
+    let help = stdout(&output);
+    assert!(
+        help.contains(
+            "The cases run against a fresh in-memory database (`:memory:`) unless `--db` is given"
+        ),
+        "{help}"
+    );
+    assert!(!help.contains("[default: authhost.db]"), "{help}");
+}
+
+#[test]
+fn check_refuses_a_function_named_like_a_callback_that_is_none() {
+    for (set, file, said) in [
+        (
+            "cli/typo_lua",
+            "login.lua:5",
+            "on_user_logon is not a callback; did you mean on_user_login?",
+        ),
+        (
+            "cli/typo_python",
+            "nodes.py:9",
+            "on_newnode is not a callback; did you mean on_new_node?",
+        ),
+    ] {
+        let output = authhost(&["check", "--plugins", &plugins(set)]);
+        let text = stdout(&output);
+        assert_eq!(output.status.code(), Some(1), "{set}: {text}");
+        assert!(
+            text.starts_with(&format!("{}/{file}: {said}", plugins(set))),
+            "{set}: {text}"
+        );
+        // The same load error keeps a host from starting on the set.
+        let call = authhost(&["call", "user_login", "{}", "{}", "--plugins", &plugins(set)]);
+        assert_eq!(call.status.code(), Some(1), "{set}");
+        assert!(stderr(&call).contains(said), "{set}: {}", stderr(&call));
+    }
+}
+
+#[test]
+fn check_fails_on_a_set_that_answers_nothing_which_still_runs_failing_closed() {
+    let empty = plugins("cli/empty");
+    let output = authhost(&["check", "--plugins", &empty]);
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        stdout(&output),
+        format!("{empty}: no plugins (*.lua or *.py files): every request is refused\n")
+    );
+
+    let helpers = plugins("cli/no_callbacks");
+    let output = authhost(&["check", "--plugins", &helpers]);
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        stdout(&output),
+        format!(
+            "{helpers}/helpers.lua\tlua\t(no callbacks)\n{helpers}: no plugin defines a \
+             callback (on_user_signup, on_user_login or on_new_node): every request is refused\n"
+        )
+    );
+
+    // A host still runs such a set (as after the last plugin file is deleted), refusing
+    // every request, and says why in its log.
+    let call = authhost(&["call", "user_login", "{}", "{}", "--plugins", &helpers]);
+    assert_eq!(call.status.code(), Some(0));
+    let json: serde_json::Value = serde_json::from_str(stdout(&call).trim()).unwrap();
+    assert_eq!(json["decision"], "error");
+    assert_eq!(json["error"], "no plugin defines on_user_login");
+    assert!(
+        stderr(&call).contains("no plugin defines a callback"),
+        "{}",
+        stderr(&call)
+    );
+}

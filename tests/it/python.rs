@@ -93,26 +93,36 @@ mod mapping {
     #[test]
     fn everything_else_is_an_error_that_says_what_came_back() {
         let host = host(policy("returns.py"), 1, TIMEOUT);
+        // Named in Python's words, not Lua's (`None`, not `nil`).
         for (key, said) in [
-            ("true", "a boolean true"),
-            ("false", "a boolean false"),
-            ("float42.5", "42.5"),
-            ("nan", "NaN"),
-            ("inf", "inf"),
-            ("2**63", "9223372036854775808"),
-            ("-2**63-1", "-9223372036854775809"),
-            ("minus2", "-2"),
-            ("minus4", "-4"),
-            ("str42", "a string \"42\""),
-            ("bytes1", "bytes"),
-            ("none", "nil"),
-            ("dict", "dict"),
-            ("tuple", "tuple"),
-            ("list", "list"),
+            ("true", "a bool True"),
+            ("false", "a bool False"),
+            ("float42.5", "a float 42.5"),
+            ("nan", "a float nan"),
+            ("inf", "a float inf"),
+            (
+                "2**63",
+                "the int 9223372036854775808 (outside the 64-bit range)",
+            ),
+            (
+                "-2**63-1",
+                "the int -9223372036854775809 (outside the 64-bit range)",
+            ),
+            ("minus2", "the int -2"),
+            ("minus4", "the int -4"),
+            ("str42", "a str '42'"),
+            ("bytes1", "a value of type bytes"),
+            ("none", "None"),
+            ("dict", "a value of type dict"),
+            ("tuple", "a value of type tuple"),
+            ("list", "a value of type list"),
         ] {
             let outcome = login(&host, key);
             let message = error_of(&outcome, ErrorKind::BadReturn);
-            assert!(message.contains(said), "{key}: {message}");
+            assert!(
+                message.starts_with(&format!("returned {said}, expected an integer")),
+                "{key}: {message}"
+            );
             assert_eq!(outcome.decision.code_json(), -3, "{key}");
         }
     }
@@ -130,15 +140,18 @@ mod mapping {
         assert_eq!(node(&host.new_node("minus1")), &NodeDecision::Unauthorized);
         error_of(&host.new_node("minus3"), ErrorKind::Script);
         for (key, said) in [
-            ("Primary", "\"Primary\""),
-            ("admin", "\"admin\""),
-            ("none", "nil"),
-            ("one", "1"),
-            ("true", "boolean"),
-            ("bytes", "bytes"),
+            ("Primary", "a str 'Primary'"),
+            ("admin", "a str 'admin'"),
+            ("none", "None"),
+            ("one", "the int 1"),
+            ("true", "a bool True"),
+            ("bytes", "a value of type bytes"),
         ] {
             let message = error_of(&host.new_node(key), ErrorKind::BadReturn);
-            assert!(message.contains(said), "{key}: {message}");
+            assert!(
+                message.starts_with(&format!("returned {said}, expected \"primary\"")),
+                "{key}: {message}"
+            );
         }
     }
 }

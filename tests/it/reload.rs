@@ -159,6 +159,74 @@ fn a_single_watched_file_survives_atomic_rename_saves() {
 }
 
 #[test]
+fn a_symlinked_plugin_reloads_when_its_target_outside_changes() {
+    let outside = PluginDir::new();
+    outside.install("login_v1.lua", "login.lua");
+    let plugins = PluginDir::new();
+    plugins.link(&outside.file("login.lua"), "login.lua");
+    let (v1, v2) = (policy_text("login_v1.lua"), policy_text("login_v2.lua"));
+    // The link in a plugins directory, and the link as the single plugin file.
+    for watched in [plugins.path().to_path_buf(), plugins.file("login.lua")] {
+        outside.write("login.lua", &v1);
+        let host = watching_host(&watched);
+        assert_eq!(user_id(&host.user_login(LOGIN, NODE)), Ok(101));
+        // Rewritten in place: the link is unchanged, its target is not.
+        outside.write("login.lua", &v2);
+        wait_for_login(&host, 202, &[101]);
+        // Saved by rename: a new file at the target's path, which is watched in turn.
+        outside.write_atomically("login.lua", &v1);
+        wait_for_login(&host, 101, &[202]);
+        outside.write("login.lua", &v2);
+        wait_for_login(&host, 202, &[101]);
+    }
+}
+
+#[test]
+fn a_plugins_directory_deleted_and_recreated_is_watched_again() {
+    let root = PluginDir::new();
+    let dir = root.file("policies");
+    let (v1, v2) = (policy_text("login_v1.lua"), policy_text("login_v2.lua"));
+    root.make_dir("policies");
+    root.write("policies/login.lua", &v1);
+    let host = watching_host(&dir);
+    assert_eq!(user_id(&host.user_login(LOGIN, NODE)), Ok(101));
+
+    // Moved away in one step: while the path is missing, the last good set answers and
+    // status says why no reload goes live.
+    std::fs::rename(&dir, root.file("policies.old")).unwrap();
+    let error = eventually(|| host.status().last_error).expect("the missing path shows in status");
+    assert!(
+        error.starts_with(&format!("{}: cannot read plugins: ", dir.display())),
+        "{error}"
+    );
+    assert_eq!(user_id(&host.user_login(LOGIN, NODE)), Ok(101));
+    assert_eq!(host.status().generation, 1);
+    // Edits in the directory moved away are not the plugins any more.
+    root.write("policies.old/login.lua", &v2);
+
+    // Back, prepared beside it and moved in whole: it goes live, and later edits in it are
+    // seen.
+    root.make_dir("policies.new");
+    root.write("policies.new/login.lua", &v2);
+    std::fs::rename(root.file("policies.new"), &dir).unwrap();
+    wait_for_login(&host, 202, &[101]);
+    let fixed = eventually(|| host.status().last_error.is_none().then_some(()));
+    assert!(fixed.is_some(), "{}", host.status().to_json());
+    root.write("policies/login.lua", &v1);
+    wait_for_login(&host, 101, &[202]);
+
+    // Deleted file by file and created again (`rm -r`, then a fresh copy): a reload may
+    // come between the steps (the set without the file refuses logins meanwhile).
+    std::fs::remove_dir_all(&dir).unwrap();
+    root.make_dir("policies");
+    root.write("policies/login.lua", &v2);
+    let live = eventually(|| (user_id(&host.user_login(LOGIN, NODE)) == Ok(202)).then_some(()));
+    assert!(live.is_some(), "{}", host.status().to_json());
+    root.write("policies/login.lua", &v1);
+    wait_for_login(&host, 101, &[202]);
+}
+
+#[test]
 fn reload_on_request_swaps_or_keeps_the_set() {
     let plugins = PluginDir::new();
     plugins.install("login_v1.lua", "login.lua");

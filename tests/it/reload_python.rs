@@ -33,6 +33,31 @@ fn a_changed_helper_module_takes_effect() {
 }
 
 #[test]
+fn a_changed_module_in_a_helper_package_takes_effect() {
+    let plugins = PluginDir::new();
+    plugins.install("py_pkg_login.py", "login.py");
+    plugins.make_dir("ids");
+    plugins.install("pkg_init.py", "ids/__init__.py");
+    plugins.install("pkg_ids_v1.py", "ids/values.py");
+    let host = watching_host(plugins.path());
+    assert_eq!(user_id(&host.user_login(LOGIN, NODE)), Ok(404));
+
+    // A module of a package in a subdirectory is watched like a helper beside the plugins.
+    plugins.install("pkg_ids_v2.py", "ids/values.py");
+    wait_for_login(&host, 505, &[404]);
+
+    // The package replaced as a whole: its new directory is watched too. (While it is
+    // gone, the import fails and the running set stays.)
+    std::fs::remove_dir_all(plugins.file("ids")).unwrap();
+    plugins.make_dir("ids");
+    plugins.install("pkg_init.py", "ids/__init__.py");
+    plugins.install("pkg_ids_v1.py", "ids/values.py");
+    wait_for_login(&host, 404, &[505]);
+    plugins.install("pkg_ids_v2.py", "ids/values.py");
+    wait_for_login(&host, 505, &[404]);
+}
+
+#[test]
 fn a_python_plugin_added_beside_a_lua_one_goes_live() {
     let plugins = PluginDir::new();
     plugins.install("login_v1.lua", "login.lua");

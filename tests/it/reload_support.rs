@@ -65,6 +65,17 @@ impl PluginDir {
         std::fs::rename(&temporary, self.file(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
     }
 
+    /// Creates the directory `name` inside the plugins directory.
+    pub fn make_dir(&self, name: &str) {
+        std::fs::create_dir(self.file(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+
+    /// Makes `name` a symbolic link to `target`.
+    pub fn link(&self, target: &Path, name: &str) {
+        std::os::unix::fs::symlink(target, self.file(name))
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+
     /// Deletes `name`.
     pub fn remove(&self, name: &str) {
         std::fs::remove_file(self.file(name)).unwrap_or_else(|e| panic!("{name}: {e}"));

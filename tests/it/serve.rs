@@ -970,7 +970,8 @@ fn authhost_test_refuses_a_malformed_cases_file() {
         .arg(policy("echo.lua"))
         .output()
         .unwrap();
-    assert_eq!(output.status.code(), Some(1));
+    // 2, a usage error: CI tells a broken cases file from a failing case (1).
+    assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         stderr.contains("case 1 (\"typo\")") && stderr.contains("decison"),

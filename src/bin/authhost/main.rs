@@ -18,7 +18,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Context;
 use authhost::{Callback, Host, HostBuilder, PluginSet};
 use clap::{Args, Parser, Subcommand};
 
@@ -38,20 +37,25 @@ struct HostOptions {
     /// A plugin file (.lua, .py) or a directory of them.
     #[arg(long, global = true, default_value = "plugins")]
     plugins: PathBuf,
-    /// The application's SQLite database (`:memory:` for an in-memory one).
-    #[arg(long, global = true, default_value = "authhost.db")]
-    db: PathBuf,
-    /// Worker threads (default: the machine's cores).
+    /// The application's SQLite database (`:memory:` for an in-memory one) [default:
+    /// authhost.db; for `authhost test`, a fresh in-memory database].
+    // No clap default: `test` has its own, and must tell a given `--db` from none.
     #[arg(long, global = true)]
+    db: Option<PathBuf>,
+    /// Worker threads, 1 to 256 (default: the machine's cores).
+    #[arg(long, global = true, value_parser = workers_in_range())]
     workers: Option<usize>,
-    /// Time from submission to decision, in milliseconds.
-    #[arg(long = "timeout-ms", global = true, default_value_t = 2000)]
+    /// Time from submission to decision, in milliseconds (at least 1).
+    #[arg(long = "timeout-ms", global = true, default_value_t = 2000,
+          value_parser = at_least_one)]
     timeout_ms: u64,
     /// A session's inactivity timeout, in seconds (sessions: `auth`, `auth_token`).
-    #[arg(long = "session-idle", global = true, default_value_t = 300)]
+    #[arg(long = "session-idle", global = true, default_value_t = 300,
+          value_parser = at_least_one)]
     session_idle: u64,
     /// A session's absolute lifetime, in seconds (default 12 h).
-    #[arg(long = "session-max", global = true, default_value_t = 43_200)]
+    #[arg(long = "session-max", global = true, default_value_t = 43_200,
+          value_parser = at_least_one)]
     session_max: u64,
     /// A URL prefix `authhost.http` may reach (repeatable). Lua policies reach nothing else;
     /// Python policies are held to the list once one is given.
@@ -65,11 +69,27 @@ struct HostOptions {
     log_level: log::LevelFilter,
 }
 
+/// `--workers`: from 1 to the library's bound, so that a number the host cannot run is a
+/// usage error (exit 2) rather than a failure to start.
+fn workers_in_range() -> clap::builder::RangedU64ValueParser<usize> {
+    clap::builder::RangedU64ValueParser::new().range(1..=authhost::MAX_WORKERS as u64)
+}
+
+/// A count of milliseconds or seconds that must not be 0.
+fn at_least_one(text: &str) -> Result<u64, String> {
+    match text.parse::<u64>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 impl HostOptions {
-    fn builder(&self, default_workers: Option<usize>) -> HostBuilder {
+    /// A builder with these options; `default_db` when `--db` was not given.
+    fn builder(&self, default_workers: Option<usize>, default_db: &str) -> HostBuilder {
         let mut builder = Host::builder()
             .plugins(&self.plugins)
-            .db(&self.db)
+            .db(self.db.as_deref().unwrap_or(default_db.as_ref()))
             .timeout(Duration::from_millis(self.timeout_ms))
             .session_idle(Duration::from_secs(self.session_idle))
             .session_max(Duration::from_secs(self.session_max));
@@ -103,18 +123,18 @@ enum Command {
     /// Serve JSON-RPC 2.0 requests (one per line) on stdio, a Unix socket or TCP.
     Serve(serve::ServeArgs),
     /// Run policy test cases (a JSON file) and print PASS/FAIL per case and a summary.
+    ///
+    /// The cases run against a fresh in-memory database (`:memory:`) unless `--db` is given.
+    /// Exit status: 0 all pass, 1 any fails, 2 usage (a cases file that cannot be read or
+    /// parsed).
     Test(test_cases::TestArgs),
 }
 
+/// The database when `--db` is not given (contract §7).
+const DEFAULT_DB: &str = "authhost.db";
+
 fn main() -> ExitCode {
-    let matches = <Cli as clap::CommandFactory>::command().get_matches();
-    let cli = match <Cli as clap::FromArgMatches>::from_arg_matches(&matches) {
-        Ok(cli) => cli,
-        Err(e) => e.exit(),
-    };
-    // `authhost test` uses a fresh in-memory database unless one is named.
-    let db_given = matches.value_source("db") == Some(clap::parser::ValueSource::CommandLine);
-    DB_GIVEN.get_or_init(|| db_given);
+    let cli = Cli::parse();
     env_logger::Builder::new()
         .filter_level(cli.options.log_level)
         .target(env_logger::Target::Stderr)
@@ -128,21 +148,42 @@ fn main() -> ExitCode {
     }
 }
 
-/// Whether `--db` was given on the command line.
-static DB_GIVEN: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+/// Prints a usage error about `authhost COMMAND`, as clap prints its own (the message, the
+/// command's usage line, a pointer to `--help`), and returns exit status 2 (contract §7).
+fn usage_error(command: &str, message: impl std::fmt::Display) -> ExitCode {
+    let mut cli = <Cli as clap::CommandFactory>::command();
+    cli.build();
+    let command = cli
+        .find_subcommand_mut(command)
+        .expect("usage errors name one of the binary's commands");
+    let _ = command
+        .error(clap::error::ErrorKind::ValueValidation, message)
+        .print();
+    ExitCode::from(2)
+}
+
+/// Builds the host, saying whether the plugin set does not load or the host around it
+/// cannot start.
+fn start_host(builder: HostBuilder) -> anyhow::Result<Host> {
+    builder.build().map_err(|e| {
+        let context = if e.is_load_error() {
+            "the plugin set does not load"
+        } else {
+            "cannot start the host"
+        };
+        anyhow::Error::new(e).context(context)
+    })
+}
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let options = cli.options;
     match cli.command {
         Command::Serve(args) => {
-            let host = options
-                .builder(None)
-                .build()
-                .context("the plugin set does not load")?;
+            let host = start_host(options.builder(None, DEFAULT_DB))?;
             serve::run(&host, &args)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Test(args) => test_cases::run(&options, DB_GIVEN.get() == Some(&true), &args),
+        Command::Test(args) => test_cases::run(&options, &args),
         Command::Bench(args) if args.is_remote() => {
             bench::remote::run(&args)?;
             Ok(ExitCode::SUCCESS)
@@ -150,8 +191,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Check => Ok(check(&options)),
         Command::Call { callback, args } => {
             let Some(callback) = Callback::from_name(&callback) else {
-                eprintln!("authhost: unknown callback {callback:?}: expected user_signup, user_login or new_node");
-                return Ok(ExitCode::from(2));
+                return Ok(usage_error(
+                    "call",
+                    format!("unknown callback {callback:?}: expected user_signup, user_login or new_node"),
+                ));
             };
             if args.len() != callback.arity() {
                 let usage = match callback {
@@ -159,13 +202,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     Callback::UserLogin => "user_login LOGIN_INFO NODE_INFO",
                     Callback::NewNode => "new_node NODE_INFO",
                 };
-                eprintln!("authhost: usage: authhost call {usage}");
-                return Ok(ExitCode::from(2));
+                return Ok(usage_error(
+                    "call",
+                    format!("expected authhost call {usage}"),
+                ));
             }
-            let host = options
-                .builder(Some(1))
-                .build()
-                .context("the plugin set does not load")?;
+            let host = start_host(options.builder(Some(1), DEFAULT_DB))?;
             let mut args = args.into_iter();
             let first = args.next().unwrap_or_default();
             let second = args.next().unwrap_or_default();
@@ -174,11 +216,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench(args) => {
-            let host = options
-                .builder(None)
-                .watch(args.watch)
-                .build()
-                .context("the plugin set does not load")?;
+            let host = start_host(options.builder(None, DEFAULT_DB).watch(args.watch))?;
             bench::run(&host, &args)?;
             Ok(ExitCode::SUCCESS)
         }
@@ -186,7 +224,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 fn check(options: &HostOptions) -> ExitCode {
-    let config = options.builder(Some(1)).config().clone();
+    let config = options.builder(Some(1), DEFAULT_DB).config().clone();
     match PluginSet::check(&config) {
         Ok(set) => {
             for plugin in set.plugins() {
@@ -202,6 +240,11 @@ fn check(options: &HostOptions) -> ExitCode {
                         callbacks.join(", ")
                     }
                 );
+            }
+            // A set that loads but answers nothing is a mistake `check` is there to catch.
+            if let Some(why) = set.answers_nothing() {
+                println!("{why}");
+                return ExitCode::from(1);
             }
             ExitCode::SUCCESS
         }

@@ -4,11 +4,10 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use authhost::cases;
 use clap::Args;
 
-use super::HostOptions;
+use super::{start_host, usage_error, HostOptions};
 
 /// Options of `authhost test`.
 #[derive(Args)]
@@ -18,18 +17,19 @@ pub struct TestArgs {
 }
 
 /// Runs the cases in file order against a fresh `:memory:` database unless `--db` was
-/// given. Exit status 0 when all pass, 1 when any fails.
-pub fn run(options: &HostOptions, db_given: bool, args: &TestArgs) -> anyhow::Result<ExitCode> {
-    let cases = cases::load(&args.cases)?;
-    let mut builder = options.builder(Some(1));
-    if !db_given {
-        builder = builder.db(":memory:");
-    }
+/// given. Exit status 0 when all pass, 1 when any fails (or the set does not load), 2 when
+/// the cases file cannot be read or parsed: CI can tell a broken file from a failing case.
+pub fn run(options: &HostOptions, args: &TestArgs) -> anyhow::Result<ExitCode> {
+    let cases = match cases::load(&args.cases) {
+        Ok(cases) => cases,
+        Err(e) => return Ok(usage_error("test", e)),
+    };
+    let builder = options.builder(Some(1), ":memory:");
     log::debug!(
         "running the cases against the database {}",
         builder.config().db.display()
     );
-    let host = builder.build().context("the plugin set does not load")?;
+    let host = start_host(builder)?;
     let results: Vec<cases::CaseResult> = cases
         .iter()
         .map(|case| {

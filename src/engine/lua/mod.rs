@@ -23,7 +23,9 @@ use mlua::{Function, HookTriggers, Lua, LuaOptions, MultiValue, StdLib, Table, V
 use crate::config::Config;
 use crate::decision::timeout_message;
 use crate::decision::{Callback, DecisionError, ErrorKind, ScriptValue};
-use crate::engine::{Call, Engine, Instance, Language, PluginSource, Prepared};
+use crate::engine::{
+    refuse_misnamed, Call, Engine, Instance, Language, Misnamed, PluginSource, Prepared,
+};
 use crate::error::Error;
 use crate::script_api::db::{Database, RequestScope};
 
@@ -198,6 +200,9 @@ impl LuaInstance {
                 .exec()
                 .map_err(|e| load_failure(&plugin.path, &e, &clock, config, &paths))?;
             drop(loading);
+            if run_setup {
+                refuse_misnamed_callbacks(&env, &plugin.path).map_err(load_error)??;
+            }
             let mut found: [Option<Function>; 3] = [None, None, None];
             for callback in Callback::ALL {
                 found[callback.index()] = match env
@@ -320,6 +325,30 @@ fn plugin_env(lua: &Lua, shared_api: &Table, path: &str, index: usize) -> mlua::
     env.raw_set("authhost", api::for_plugin(lua, shared_api, path, index)?)?;
     env.raw_set("print", api::print_for(lua, path, index)?)?;
     Ok(env)
+}
+
+/// A load error for the first (by name) global function of the plugin's environment that
+/// is named like a callback (`on_…`) and is none: a typo would otherwise leave the callback
+/// undefined and every request refused without a hint.
+fn refuse_misnamed_callbacks(
+    env: &Table,
+    file: &std::path::Path,
+) -> mlua::Result<Result<(), Error>> {
+    let mut misnamed: Vec<Misnamed> = Vec::new();
+    for pair in env.pairs::<Value, Value>() {
+        let (Value::String(name), Value::Function(function)) = pair? else {
+            continue;
+        };
+        let name = name.to_string_lossy();
+        if let Some(message) = Callback::misnamed(&name) {
+            let line = function
+                .info()
+                .line_defined
+                .and_then(|l| u32::try_from(l).ok());
+            misnamed.push((name, message, line));
+        }
+    }
+    Ok(refuse_misnamed(file, misnamed))
 }
 
 fn load_failure(

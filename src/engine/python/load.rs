@@ -16,7 +16,7 @@ use super::traceback::{full_traceback, OwnCode, Raised};
 use super::PolicyTimeout;
 use crate::config::Config;
 use crate::decision::Callback;
-use crate::engine::PluginSource;
+use crate::engine::{refuse_misnamed, Misnamed, PluginSource};
 use crate::error::Error;
 use crate::script_api::db::{Database, RequestScope};
 use crate::script_api::log::{self, Level};
@@ -129,6 +129,7 @@ impl<'py> Loading<'_, 'py> {
             Ok(())
         })?;
 
+        self.refuse_misnamed_callbacks(source, &globals)?;
         let mut callbacks: [Option<Py<PyAny>>; 3] = [None, None, None];
         for callback in Callback::ALL {
             callbacks[callback.index()] = self
@@ -148,6 +149,29 @@ impl<'py> Loading<'_, 'py> {
             callbacks,
             _module: module.unbind(),
         })
+    }
+
+    /// A load error for the first (by name) global function named like a callback (`on_…`)
+    /// that is none: a typo would otherwise leave the callback undefined and every request
+    /// refused without a hint.
+    fn refuse_misnamed_callbacks(
+        &self,
+        source: &PluginSource,
+        globals: &Bound<'py, PyDict>,
+    ) -> Result<(), Error> {
+        let mut misnamed: Vec<Misnamed> = Vec::new();
+        for (name, value) in globals.iter() {
+            let Ok(name) = name.extract::<String>() else {
+                continue;
+            };
+            if !value.is_callable() {
+                continue;
+            }
+            if let Some(message) = Callback::misnamed(&name) {
+                misnamed.push((name, message, first_line(&value)));
+            }
+        }
+        refuse_misnamed(&source.path, misnamed)
     }
 
     /// The function the plugin defines as `name`, if it defines one (`None` counts as not
