@@ -19,7 +19,7 @@ use serde_json::Value;
 
 use super::protocol::{self, ErrorCode, Incoming, Method, Refusal, Request, RpcError};
 use super::Shared;
-use crate::decision_log::{ArgsDigest, DecisionRecorder};
+use crate::decision_log::DecisionRecorder;
 use crate::host::Host;
 
 /// What every connection of a server shares, whatever its transport.
@@ -153,7 +153,7 @@ fn dispatch_one(
             let log = context
                 .log
                 .as_ref()
-                .map(|log| (log.clone(), ArgsDigest::of(&args[..callback.arity()])));
+                .map(|log| (log.clone(), log.digest(&args[..callback.arity()])));
             context.host.call_async(callback, args, move |outcome| {
                 if let Some((log, digest)) = log {
                     log.record(callback, &digest, &outcome);

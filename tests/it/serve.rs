@@ -19,6 +19,7 @@ use serde_json::{json, Value};
 
 // Areas of the service with helpers of their own; they use this module's `Service` and `Conn`.
 mod batches;
+mod decision_log;
 mod exposure;
 
 /// How long any single wait may take before the test is declared hung.
@@ -906,15 +907,19 @@ fn the_decision_log_has_a_line_per_decision_and_no_argument() {
     assert!(login["plugin"].as_str().unwrap().ends_with("echo.lua"));
     assert!(login["elapsed_us"].is_u64());
     assert!(login["time"].as_str().unwrap().ends_with('Z'));
-    let digest = authhost::decision_log::ArgsDigest::of(&[secret, "{\"public_key\":\"k\"}".into()]);
-    assert_eq!(login["args_sha256"], digest.to_hex());
+    // Keyed with the key the service made beside the log.
+    let key =
+        authhost::decision_log::DigestKey::load_or_create(dir.path().join("decisions.jsonl.key"))
+            .unwrap();
+    let digest = key.digest(&[secret, "{\"public_key\":\"k\"}".into()]);
+    assert_eq!(login["args_hmac"], digest.to_hex());
     let node = entries
         .iter()
         .find(|e| e["callback"] == "on_new_node")
         .unwrap();
     assert_eq!(node["decision"], "async");
-    let digest = authhost::decision_log::ArgsDigest::of(&[r#"{"role":"async"}"#.into()]);
-    assert_eq!(node["args_sha256"], digest.to_hex());
+    let digest = key.digest(&[r#"{"role":"async"}"#.into()]);
+    assert_eq!(node["args_hmac"], digest.to_hex());
 }
 
 // ---------------------------------------------------------------------------------------

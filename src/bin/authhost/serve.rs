@@ -1,10 +1,11 @@
-//! `authhost serve`: the service of contract §8, with its signals: SIGHUP reloads the
-//! plugins; SIGTERM and SIGINT stop taking requests, answer those in flight, and exit 0.
+//! `authhost serve`: the service of contract §8, with its signals: SIGHUP reopens the
+//! decision log (log rotation) and reloads the plugins; SIGTERM and SIGINT stop taking
+//! requests, answer those in flight, and exit 0.
 
 use std::path::PathBuf;
 
 use anyhow::Context;
-use authhost::decision_log::DecisionLog;
+use authhost::decision_log::{DecisionLog, DigestKey};
 use authhost::serve::{ListenAddr, ServeOptions, Server};
 use authhost::Host;
 use clap::Args;
@@ -31,9 +32,18 @@ pub struct ServeArgs {
     /// Do not watch the plugins for changes (SIGHUP and the `reload` method still reload).
     #[arg(long = "no-watch")]
     no_watch: bool,
-    /// Append one JSON line per decision to this file (argument digests, never arguments).
+    /// Append one JSON line per decision to this file (mode 0600; keyed argument digests,
+    /// never arguments). SIGHUP reopens it.
     #[arg(long = "decision-log", value_name = "PATH")]
     decision_log: Option<PathBuf>,
+    /// The decision log's key file (created, mode 0600, when missing) [default: the log's
+    /// path with `.key` appended].
+    #[arg(
+        long = "decision-log-key",
+        value_name = "PATH",
+        requires = "decision_log"
+    )]
+    decision_log_key: Option<PathBuf>,
     /// Answers one connection may have pending before its requests stop being read.
     #[arg(long = "max-pending", default_value_t = 1024)]
     max_pending: usize,
@@ -80,10 +90,19 @@ pub fn usage_error(args: &ServeArgs) -> Option<String> {
 /// Serves until SIGTERM/SIGINT (or, on stdio, the end of input), then drains and returns.
 pub fn run(host: &Host, args: &ServeArgs) -> anyhow::Result<()> {
     let log = match &args.decision_log {
-        Some(path) => Some(
-            DecisionLog::create(path)
-                .with_context(|| format!("cannot open the decision log {}", path.display()))?,
-        ),
+        Some(path) => {
+            let key_path = args.decision_log_key.clone().unwrap_or_else(|| {
+                let mut key_path = path.clone().into_os_string();
+                key_path.push(".key");
+                PathBuf::from(key_path)
+            });
+            let key = DigestKey::load_or_create(&key_path)
+                .context("cannot use the decision log's key")?;
+            Some(
+                DecisionLog::create(path, key)
+                    .with_context(|| format!("cannot open the decision log {}", path.display()))?,
+            )
+        }
         None => None,
     };
     let mut options = ServeOptions::default()
@@ -105,11 +124,17 @@ pub fn run(host: &Host, args: &ServeArgs) -> anyhow::Result<()> {
         Signals::new([SIGHUP, SIGTERM, SIGINT]).context("cannot install signal handlers")?;
     let stopper = server.stopper();
     let reloading = host.clone();
+    let reopening = log.as_ref().map(DecisionLog::recorder);
     std::thread::Builder::new()
         .name("authhost-signals".into())
         .spawn(move || {
             for signal in signals.forever() {
                 if signal == SIGHUP {
+                    // The log first: a decision asked after the reload is written to the
+                    // new file.
+                    if let Some(log) = &reopening {
+                        log.reopen();
+                    }
                     log::info!("SIGHUP: reloading the plugins");
                     // A failure is logged by the host, which keeps the running set.
                     let _ = reloading.reload();
