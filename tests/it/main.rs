@@ -15,6 +15,7 @@ mod confine;
 mod db;
 mod decisions;
 mod embed;
+mod examples;
 mod isolation;
 mod lua;
 mod pool;
