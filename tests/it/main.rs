@@ -15,7 +15,6 @@ mod confine;
 mod db;
 mod decisions;
 mod embed;
-mod examples;
 mod isolation;
 mod lua;
 mod pool;

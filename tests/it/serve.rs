@@ -20,6 +20,7 @@ use serde_json::{json, Value};
 // Areas of the service with helpers of their own; they use this module's `Service` and `Conn`.
 mod batches;
 mod decision_log;
+mod examples;
 mod exposure;
 
 /// How long any single wait may take before the test is declared hung.
@@ -38,6 +39,8 @@ fn policy(name: &str) -> PathBuf {
 struct Service {
     child: Child,
     stderr: Arc<Mutex<Vec<String>>>,
+    /// The thread that reads stderr into `stderr`; done once the process has exited.
+    stderr_reader: Option<std::thread::JoinHandle<()>>,
     addr: String,
 }
 
@@ -65,7 +68,7 @@ impl Service {
             .expect("starting authhost serve");
         let stderr = Arc::new(Mutex::new(Vec::new()));
         let (announced, listening) = channel();
-        {
+        let stderr_reader = {
             let stderr_lines = stderr.clone();
             let pipe = child.stderr.take().unwrap();
             std::thread::spawn(move || {
@@ -77,8 +80,8 @@ impl Service {
                     }
                     stderr_lines.lock().unwrap().push(line);
                 }
-            });
-        }
+            })
+        };
         let addr = match listening.recv_timeout(PATIENCE) {
             Ok(addr) => addr,
             Err(_) => {
@@ -89,6 +92,7 @@ impl Service {
         Service {
             child,
             stderr,
+            stderr_reader: Some(stderr_reader),
             addr,
         }
     }
@@ -132,22 +136,46 @@ impl Service {
 
     /// Waits for the process to exit.
     fn wait(&mut self) -> ExitStatus {
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the service did not exit: {:?}",
-                self.stderr.lock().unwrap()
-            );
-            std::thread::sleep(Duration::from_millis(20));
+        let stderr = self.stderr.clone();
+        wait_for_exit(&mut self.child, move || {
+            format!("the service did not exit: {:?}", stderr.lock().unwrap())
+        })
+    }
+
+    /// Closes a stdio service's input and returns every answer it writes until it exits
+    /// (it answers all it read first). Its whole stderr is then in `stderr_text`.
+    fn answers_until_exit(&mut self, mut conn: Conn) -> Vec<Value> {
+        conn.close_input();
+        assert!(self.wait().success(), "{}", self.stderr_text());
+        let mut answers = Vec::new();
+        // Ends when the service's stdout closes; the time limit only stops a hang.
+        while let Ok(answer) = conn.answers.recv_timeout(PATIENCE) {
+            answers.push(answer);
         }
+        if let Some(reader) = self.stderr_reader.take() {
+            let _ = reader.join();
+        }
+        answers
     }
 
     fn stderr_text(&self) -> String {
         self.stderr.lock().unwrap().join("\n")
+    }
+}
+
+/// Waits for `child` to exit; past [`PATIENCE`], kills it and panics with `hung()`.
+fn wait_for_exit(child: &mut Child, hung: impl Fn() -> String) -> ExitStatus {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{}", hung());
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

@@ -3,11 +3,10 @@
 
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::process::{Command, Stdio};
-use std::time::Instant;
 
 use serde_json::{json, Value};
 
-use super::{error_code, login, policy, result, Service, PATIENCE};
+use super::{error_code, login, policy, result, wait_for_exit, Service};
 
 #[test]
 fn reload_is_refused_over_tcp_and_allowed_over_a_unix_socket() {
@@ -61,15 +60,9 @@ fn serve_exit(args: &[&str]) -> (Option<i32>, String) {
         .stderr(Stdio::piped())
         .spawn()
         .expect("starting authhost serve");
-    let deadline = Instant::now() + PATIENCE;
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("authhost serve {args:?} kept serving");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    wait_for_exit(&mut child, || {
+        format!("authhost serve {args:?} kept serving")
+    });
     let output = child.wait_with_output().unwrap();
     (
         output.status.code(),

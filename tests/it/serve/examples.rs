@@ -2,11 +2,11 @@
 //! runs in the real `authhost serve`, logging at debug level, with passwords in every
 //! request; no password reaches its log or its output, and a wrong password is refused.
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use serde_json::{json, Value};
+
+use super::Service;
 
 /// Passwords sent to the examples; none may be written anywhere.
 const SECRETS: [&str; 3] = ["Sekrit-signup-7f3a", "Sekrit-wrong-91c2", "wonderland"];
@@ -15,11 +15,10 @@ fn example(relative: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
 }
 
-/// What a run of `authhost serve` on stdio gave: the answers by id, and its whole stdout and
-/// stderr (the log).
+/// What a run of `authhost serve` on stdio gave: the answers, and its log.
 struct Run {
     answers: Vec<Value>,
-    output: String,
+    log: String,
 }
 
 impl Run {
@@ -28,60 +27,37 @@ impl Run {
             .answers
             .iter()
             .find(|a| a["id"] == id)
-            .unwrap_or_else(|| panic!("no answer to {id}: {}", self.output));
+            .unwrap_or_else(|| panic!("no answer to {id}: {}", self.log));
         &answer["result"]
     }
 }
 
-/// Serves `requests` (id, method, params) with `plugins` on stdio until they are answered.
+/// Serves `requests` (id, method, params) with `plugins` on stdio, logging at debug level,
+/// until they are answered.
 fn serve(plugins: &Path, extra: &[&str], requests: &[(&str, &str, Value)]) -> Run {
-    let db = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_authhost"))
-        .arg("serve")
-        .arg("--plugins")
-        .arg(plugins)
-        .arg("--db")
-        .arg(db.path().join("app.db"))
-        .args(["--workers", "1", "--no-watch", "--log-level", "debug"])
-        .args(extra)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("starting authhost serve");
-    let mut input = String::new();
+    let mut service = Service::start(
+        plugins,
+        "stdio",
+        &[&["--log-level", "debug"], extra].concat(),
+    );
+    let mut conn = service.stdio();
     for (id, method, params) in requests {
-        let request = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
-        input.push_str(&request.to_string());
-        input.push('\n');
+        conn.send(&json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}));
     }
-    // One at a time would be the same: the worker answers them in order anyway.
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let output = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    assert!(output.status.success(), "{stderr}");
-    let answers = stdout
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap())
-        .collect();
+    let answers = service.answers_until_exit(conn);
     Run {
         answers,
-        output: format!("{stdout}\n{stderr}"),
+        log: service.stderr_text(),
     }
 }
 
 fn no_secret_in(plugins: &str, run: &Run) {
+    // The answers are the service's whole output; the log is its stderr.
+    let output = format!("{:?}\n{}", run.answers, run.log);
     for secret in SECRETS {
         assert!(
-            !run.output.contains(secret),
-            "{plugins} let the password {secret:?} reach its output or log:\n{}",
-            run.output
+            !output.contains(secret),
+            "{plugins} let the password {secret:?} reach its output or log:\n{output}"
         );
     }
 }
@@ -204,9 +180,9 @@ fn the_upstream_examples_log_no_password_when_the_backend_is_down() {
             );
         }
         assert!(
-            run.output.contains("upstream unavailable"),
+            run.log.contains("upstream unavailable"),
             "{plugins}: the fallback is logged: {}",
-            run.output
+            run.log
         );
         no_secret_in(plugins, &run);
     }
