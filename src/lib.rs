@@ -81,6 +81,7 @@ mod language;
 mod live_set;
 mod plugins;
 mod pool;
+mod random;
 mod reload;
 mod script_api;
 pub mod serve;

@@ -179,6 +179,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let options = cli.options;
     match cli.command {
         Command::Serve(args) => {
+            if let Some(usage) = serve::usage_error(&args) {
+                eprintln!("authhost: {usage}");
+                return Ok(ExitCode::from(2));
+            }
             let host = start_host(options.builder(None, DEFAULT_DB))?;
             serve::run(&host, &args)?;
             Ok(ExitCode::SUCCESS)
