@@ -1,4 +1,4 @@
-//! Where the service listens: stdio, a Unix socket or TCP.
+//! Where the service listens: stdio, a Unix socket, TCP, or HTTP on TCP.
 
 use std::fmt;
 use std::io;
@@ -8,7 +8,7 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-/// A listen address: `stdio`, `unix:PATH` or `tcp:HOST:PORT`.
+/// A listen address: `stdio`, `unix:PATH`, `tcp:HOST:PORT` or `http:HOST:PORT`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ListenAddr {
     /// Requests on standard input, answers on standard output.
@@ -17,11 +17,13 @@ pub enum ListenAddr {
     Unix(PathBuf),
     /// TCP on `HOST:PORT` (port 0: any free port).
     Tcp(String),
+    /// The HTTP front on TCP `HOST:PORT` (port 0: any free port); needs the `http` feature.
+    Http(String),
 }
 
 /// A listen address that does not parse.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("invalid listen address {given:?}: {reason} (expected stdio, unix:PATH or tcp:HOST:PORT)")]
+#[error("invalid listen address {given:?}: {reason} (expected stdio, unix:PATH, tcp:HOST:PORT or http:HOST:PORT)")]
 pub struct ListenAddrError {
     given: String,
     reason: &'static str,
@@ -44,7 +46,12 @@ impl FromStr for ListenAddr {
             }
             return Ok(ListenAddr::Unix(PathBuf::from(path)));
         }
-        if let Some(host_port) = s.strip_prefix("tcp:") {
+        type Kind = fn(String) -> ListenAddr;
+        let kinds: [(&str, Kind); 2] = [("tcp:", ListenAddr::Tcp), ("http:", ListenAddr::Http)];
+        for (prefix, kind) in kinds {
+            let Some(host_port) = s.strip_prefix(prefix) else {
+                continue;
+            };
             let Some((host, port)) = host_port.rsplit_once(':') else {
                 return Err(error("no port"));
             };
@@ -54,7 +61,7 @@ impl FromStr for ListenAddr {
             if port.parse::<u16>().is_err() {
                 return Err(error("the port is not a number from 0 to 65535"));
             }
-            return Ok(ListenAddr::Tcp(host_port.to_string()));
+            return Ok(kind(host_port.to_string()));
         }
         Err(error("unknown kind"))
     }
@@ -66,6 +73,7 @@ impl fmt::Display for ListenAddr {
             ListenAddr::Stdio => f.write_str("stdio"),
             ListenAddr::Unix(path) => write!(f, "unix:{}", path.display()),
             ListenAddr::Tcp(host_port) => write!(f, "tcp:{host_port}"),
+            ListenAddr::Http(host_port) => write!(f, "http:{host_port}"),
         }
     }
 }
@@ -75,6 +83,8 @@ pub(crate) enum Listener {
     Stdio,
     Unix(UnixSocket),
     Tcp(TcpListener),
+    /// The HTTP front's socket; served by `super::http`.
+    Http(TcpListener),
 }
 
 /// A Unix listener that removes its socket file when dropped, if the file is still its own.
@@ -113,6 +123,13 @@ impl Listener {
             ListenAddr::Stdio => Ok(Listener::Stdio),
             ListenAddr::Unix(path) => bind_unix(path).map(Listener::Unix),
             ListenAddr::Tcp(host_port) => TcpListener::bind(host_port.as_str()).map(Listener::Tcp),
+            ListenAddr::Http(host_port) if cfg!(feature = "http") => {
+                TcpListener::bind(host_port.as_str()).map(Listener::Http)
+            }
+            ListenAddr::Http(_) => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "this authhost was built without the `http` feature: no HTTP front",
+            )),
         }
     }
 
@@ -125,6 +142,10 @@ impl Listener {
                 Ok(addr) => ListenAddr::Tcp(addr.to_string()),
                 Err(_) => ListenAddr::Tcp("?".into()),
             },
+            Listener::Http(listener) => match listener.local_addr() {
+                Ok(addr) => ListenAddr::Http(addr.to_string()),
+                Err(_) => ListenAddr::Http("?".into()),
+            },
         }
     }
 
@@ -135,6 +156,8 @@ impl Listener {
             Listener::Unix(socket) => {
                 let _ = UnixStream::connect(&socket.path);
             }
+            // The HTTP front stops through its own signal, not a blocked accept.
+            Listener::Http(_) => {}
             Listener::Tcp(listener) => {
                 if let Ok(mut addr) = listener.local_addr() {
                     if addr.ip().is_unspecified() {
@@ -202,6 +225,7 @@ mod tests {
             "unix:/tmp/a.sock",
             "tcp:127.0.0.1:0",
             "tcp:[::1]:7000",
+            "http:127.0.0.1:8080",
         ] {
             let addr: ListenAddr = text.parse().unwrap();
             assert_eq!(addr.to_string(), text);
@@ -215,6 +239,8 @@ mod tests {
             "tcp::80",
             "tcp:h:99999",
             "udp:h:1",
+            "http:localhost",
+            "http::80",
         ] {
             let e = bad.parse::<ListenAddr>().unwrap_err();
             assert!(e.to_string().contains("expected stdio"), "{bad}: {e}");

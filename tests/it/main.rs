@@ -7,6 +7,8 @@
 // Helpers shared by several areas.
 mod common;
 mod db_support;
+#[cfg(feature = "http")]
+mod http_support;
 mod reload_support;
 
 // The areas, one module each.
@@ -15,6 +17,8 @@ mod confine;
 mod db;
 mod decisions;
 mod embed;
+#[cfg(feature = "http")]
+mod http;
 mod isolation;
 mod lua;
 mod pool;

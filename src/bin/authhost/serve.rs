@@ -1,7 +1,9 @@
-//! `authhost serve`: the service of contract §8, with its signals: SIGHUP reloads the
-//! plugins; SIGTERM and SIGINT stop taking requests, answer those in flight, and exit 0.
+//! `authhost serve`: the service of contract §8 (and the HTTP front of §10) on one or more
+//! listeners, with its signals: SIGHUP reloads the plugins; SIGTERM and SIGINT stop every
+//! listener taking requests, answer those in flight, and exit 0.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Context;
 use authhost::decision_log::DecisionLog;
@@ -14,9 +16,10 @@ use signal_hook::iterator::Signals;
 /// Options of `authhost serve`.
 #[derive(Args)]
 pub struct ServeArgs {
-    /// Where to listen: stdio, unix:PATH or tcp:HOST:PORT (port 0: any free port).
+    /// Where to listen: stdio, unix:PATH, tcp:HOST:PORT or http:HOST:PORT (port 0: any free
+    /// port). Repeatable: one process serves every listener given.
     #[arg(long, default_value = "stdio")]
-    listen: ListenAddr,
+    listen: Vec<ListenAddr>,
     /// Do not watch the plugins for changes (SIGHUP and the `reload` method still reload).
     #[arg(long = "no-watch")]
     no_watch: bool,
@@ -29,6 +32,13 @@ pub struct ServeArgs {
     /// Socket connections served at once; more are sent an error and closed.
     #[arg(long = "max-connections", default_value_t = 1024)]
     max_connections: usize,
+    /// HTTP: milliseconds a connection may take to send a request's headers (counted from
+    /// when it opens or goes idle); slower clients and idle keep-alive connections are closed.
+    #[arg(long = "http-header-timeout-ms", default_value_t = 10_000)]
+    http_header_timeout_ms: u64,
+    /// HTTP: milliseconds after which a WebSocket that receives nothing is closed.
+    #[arg(long = "ws-idle-timeout-ms", default_value_t = 300_000)]
+    ws_idle_timeout_ms: u64,
 }
 
 /// Serves until SIGTERM/SIGINT (or, on stdio, the end of input), then drains and returns.
@@ -42,18 +52,34 @@ pub fn run(host: &Host, args: &ServeArgs) -> anyhow::Result<()> {
     };
     let mut options = ServeOptions::default()
         .max_pending(args.max_pending)
-        .max_connections(args.max_connections);
+        .max_connections(args.max_connections)
+        .http_header_timeout(Duration::from_millis(args.http_header_timeout_ms.max(1)))
+        .ws_idle_timeout(Duration::from_millis(args.ws_idle_timeout_ms.max(1)));
     if let Some(log) = &log {
         options = options.decision_log(log.recorder());
     }
-    let server = Server::bind(host, &args.listen, options)
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let stdio = args
+        .listen
+        .iter()
+        .filter(|a| **a == ListenAddr::Stdio)
+        .count();
+    if stdio > 1 {
+        anyhow::bail!("--listen stdio can be given once");
+    }
+    // Every listener is bound before any serves: a bad one stops the start-up.
+    let mut servers = Vec::new();
+    for addr in &args.listen {
+        let server = Server::bind(host, addr, options.clone())
+            .with_context(|| format!("cannot listen on {addr}"))?;
+        servers.push(server);
+    }
+    let stoppers: Vec<_> = servers.iter().map(Server::stopper).collect();
 
-    // Registered before announcing the address, so that a client that sees it can signal.
+    // Registered before announcing the addresses, so that a client that sees one can signal.
     let mut signals =
         Signals::new([SIGHUP, SIGTERM, SIGINT]).context("cannot install signal handlers")?;
-    let stopper = server.stopper();
     let reloading = host.clone();
+    let stop_all = stoppers.clone();
     std::thread::Builder::new()
         .name("authhost-signals".into())
         .spawn(move || {
@@ -64,7 +90,7 @@ pub fn run(host: &Host, args: &ServeArgs) -> anyhow::Result<()> {
                     let _ = reloading.reload();
                 } else {
                     log::info!("signal {signal}: stopping");
-                    stopper.stop();
+                    stop_all.iter().for_each(|stopper| stopper.stop());
                 }
             }
         })
@@ -75,12 +101,38 @@ pub fn run(host: &Host, args: &ServeArgs) -> anyhow::Result<()> {
             .context("cannot watch the plugins for hot reload (use --no-watch to serve without)")?;
     }
 
-    log::info!(
-        "listening on {} (generation {})",
-        server.local_addr(),
-        host.status().generation
-    );
-    server.run().context("the service failed")?;
+    for server in &servers {
+        log::info!(
+            "listening on {} (generation {})",
+            server.local_addr(),
+            host.status().generation
+        );
+    }
+    // Each listener on its own thread; when one ends (stdio's input, say) the others stop
+    // too, and every one drains before the process exits.
+    let (ended, first_end) = crossbeam_channel::unbounded();
+    let mut running = Vec::new();
+    for server in servers {
+        let ended = ended.clone();
+        let addr = server.local_addr();
+        let thread = std::thread::Builder::new()
+            .name("authhost-listener".into())
+            .spawn(move || {
+                let result = server.run();
+                let _ = ended.send(());
+                result
+            })
+            .with_context(|| format!("cannot start serving {addr}"))?;
+        running.push((addr, thread));
+    }
+    let _ = first_end.recv();
+    stoppers.iter().for_each(|stopper| stopper.stop());
+    for (addr, thread) in running {
+        match thread.join() {
+            Ok(result) => result.with_context(|| format!("the service on {addr} failed"))?,
+            Err(_) => anyhow::bail!("the service on {addr} panicked"),
+        }
+    }
     host.shutdown();
     if let Some(log) = log {
         let dropped = log.dropped();
