@@ -80,6 +80,7 @@ mod host;
 mod live_set;
 mod plugins;
 mod pool;
+mod random;
 mod reload;
 mod script_api;
 pub mod serve;

@@ -3,8 +3,12 @@
 //!
 //! Each connection has a reader, which parses requests and hands them to the host's workers
 //! as soon as they arrive, and a writer thread, which writes answers as they complete, in
-//! any order (clients match them by `id`). Bad input is answered with its JSON-RPC error and
-//! the connection goes on; a client that goes away only loses its own answers.
+//! any order (clients match them by `id`). A line is one request or a batch of up to
+//! [`protocol::MAX_BATCH`]. Bad input is answered with its JSON-RPC error and the connection
+//! goes on; a client that goes away only loses its own answers.
+//!
+//! stdio and Unix socket connections are trusted with control methods (`reload`); TCP ones
+//! are not, and TCP beyond loopback is bound only with [`ServeOptions::expose`].
 //!
 //! [`Server::run`] serves until [`Stopper::stop`] (SIGTERM, in the binary) or, on stdio, the
 //! end of input; then it stops reading requests, waits for the answers of those in flight
@@ -28,6 +32,7 @@ mod http;
 mod lines;
 mod listen;
 pub mod protocol;
+mod rpc;
 
 use std::collections::HashMap;
 use std::io::{self, Write as _};
@@ -40,9 +45,9 @@ use crossbeam_channel::{Receiver, Sender};
 
 use crate::decision_log::DecisionRecorder;
 use crate::host::Host;
-use connection::Context;
-use listen::Listener;
-pub use listen::{ListenAddr, ListenAddrError};
+pub use listen::{group_id, ListenAddr, ListenAddrError};
+use listen::{Listener, SocketAccess};
+use rpc::Context;
 
 /// How a [`Server`] serves.
 #[derive(Clone)]
@@ -64,6 +69,13 @@ pub struct ServeOptions {
     /// HTTP: a WebSocket that receives nothing and has nothing pending this long is closed
     /// (default 300 s, the sessions' default inactivity timeout).
     pub ws_idle_timeout: Duration,
+    /// Whether TCP may be bound beyond loopback (default `false`: [`Server::bind`] refuses
+    /// such an address; see [`ListenAddr::is_exposed`]).
+    pub expose: bool,
+    /// A Unix socket's permission bits (default `0o600`: only the owner may connect).
+    pub socket_mode: u32,
+    /// A Unix socket's group (a gid; see [`group_id`]), for `socket_mode` to let in.
+    pub socket_group: Option<u32>,
 }
 
 impl Default for ServeOptions {
@@ -74,6 +86,9 @@ impl Default for ServeOptions {
             max_connections: 1024,
             http_header_timeout: Duration::from_secs(10),
             ws_idle_timeout: Duration::from_secs(300),
+            expose: false,
+            socket_mode: 0o600,
+            socket_group: None,
         }
     }
 }
@@ -100,6 +115,24 @@ impl ServeOptions {
     /// Sets [`ServeOptions::ws_idle_timeout`].
     pub fn ws_idle_timeout(mut self, timeout: Duration) -> Self {
         self.ws_idle_timeout = timeout;
+        self
+    }
+
+    /// Sets [`ServeOptions::expose`].
+    pub fn expose(mut self, expose: bool) -> Self {
+        self.expose = expose;
+        self
+    }
+
+    /// Sets [`ServeOptions::socket_mode`] (permission bits only; others are ignored).
+    pub fn socket_mode(mut self, mode: u32) -> Self {
+        self.socket_mode = mode & 0o777;
+        self
+    }
+
+    /// Sets [`ServeOptions::socket_group`].
+    pub fn socket_group(mut self, gid: u32) -> Self {
+        self.socket_group = Some(gid);
         self
     }
 
@@ -171,14 +204,27 @@ pub struct Server {
 }
 
 impl Server {
-    /// Binds `addr` for `host`. A stale Unix socket file is replaced.
+    /// Binds `addr` for `host`. A stale Unix socket file is replaced; a new one has the
+    /// options' mode and group from the start.
     ///
     /// # Failure
     ///
     /// The address cannot be bound (in use, no permission, a live server on the socket, a
-    /// file that is not a socket in the way).
+    /// file that is not a socket in the way, a group the process may not give the socket),
+    /// or it is TCP beyond loopback without [`ServeOptions::expose`]
+    /// ([`io::ErrorKind::PermissionDenied`]).
     pub fn bind(host: &Host, addr: &ListenAddr, options: ServeOptions) -> io::Result<Server> {
-        let listener = Listener::bind(addr)?;
+        if addr.is_exposed() && !options.expose {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!("{addr} is reachable beyond loopback; binding it needs `expose`"),
+            ));
+        }
+        let access = SocketAccess {
+            mode: options.socket_mode,
+            group: options.socket_group,
+        };
+        let listener = Listener::bind(addr, access)?;
         let config = host.config();
         let queue = config.workers.max(1) * config.queue_per_worker.max(1);
         let (stop_sender, stop_receiver) = crossbeam_channel::bounded(4);
@@ -236,7 +282,7 @@ impl Server {
                     .name("authhost-stdio".into())
                     .spawn(move || {
                         let stdin = io::stdin();
-                        connection::serve(&context, stdin.lock(), io::stdout(), "stdio");
+                        connection::serve(&context, stdin.lock(), io::stdout(), "stdio", true);
                         let _ = stop_sender.try_send(StopReason::InputEnded);
                     })?
             }
@@ -300,6 +346,7 @@ fn accept(context: &Context, listener: &Listener) {
                 let writer = stream.try_clone()?;
                 Ok(Accepted {
                     peer: "unix client".to_string(),
+                    trusted: true,
                     stop_reading: Box::new(move || {
                         let _ = stop.shutdown(Shutdown::Read);
                     }),
@@ -313,6 +360,7 @@ fn accept(context: &Context, listener: &Listener) {
                 let writer = stream.try_clone()?;
                 Ok(Accepted {
                     peer: peer.to_string(),
+                    trusted: false,
                     stop_reading: Box::new(move || {
                         let _ = stop.shutdown(Shutdown::Read);
                     }),
@@ -339,6 +387,9 @@ fn accept(context: &Context, listener: &Listener) {
 /// A socket connection just accepted.
 struct Accepted {
     peer: String,
+    /// Whether control methods are allowed: on a Unix socket (file permissions say who may
+    /// connect), not on TCP (anyone who reaches the port).
+    trusted: bool,
     stop_reading: Box<dyn Fn() + Send>,
     reader: Box<dyn io::Read + Send>,
     writer: Box<dyn io::Write + Send>,
@@ -372,13 +423,13 @@ fn spawn_connection(context: &Context, mut accepted: Accepted) {
         connections.insert(number, accepted.stop_reading);
     }
     let context = context.clone();
-    let peer = accepted.peer;
+    let (peer, trusted) = (accepted.peer, accepted.trusted);
     let (reader, writer) = (accepted.reader, accepted.writer);
     let spawned = std::thread::Builder::new()
         .name("authhost-connection".into())
         .spawn(move || {
             log::debug!("{peer}: connected");
-            connection::serve(&context, reader, writer, &peer);
+            connection::serve(&context, reader, writer, &peer, trusted);
             context.shared.connections().remove(&number);
         });
     if let Err(e) = spawned {

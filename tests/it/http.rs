@@ -735,7 +735,7 @@ fn websocket_frames_are_json_rpc_messages_with_the_line_rules() {
         &mut socket,
         r#"{"jsonrpc":"2.0","id":"r","method":"reload"}"#,
     );
-    assert!(reload.get("error").is_some(), "{reload}");
+    assert_eq!(reload["error"]["code"], -32003, "{reload}");
     let status = ws_call(
         &mut socket,
         r#"{"jsonrpc":"2.0","id":"s","method":"status"}"#,
@@ -823,6 +823,42 @@ fn one_process_serves_a_unix_socket_and_http_together() {
     // Both count into the one host.
     let status = get(&client(), &format!("{}/status", service.http()), &[]).json();
     assert_eq!(status["counters"]["requests"]["user_login"], 2);
+}
+
+#[test]
+fn http_beyond_loopback_needs_expose_and_then_warns() {
+    let refused = std::process::Command::new(env!("CARGO_BIN_EXE_authhost"))
+        .args([
+            "serve",
+            "--listen",
+            "http:0.0.0.0:0",
+            "--db",
+            ":memory:",
+            "--no-watch",
+        ])
+        .arg("--plugins")
+        .arg(policy("login.lua"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--expose"), "{stderr}");
+    let service = Service::start(&policy("login.lua"), &["http:0.0.0.0:0"], &["--expose"]);
+    let stderr = service.stderr_text();
+    assert!(
+        stderr
+            .lines()
+            .any(|line| line.contains("WARN") && line.contains("beyond loopback")),
+        "{stderr}"
+    );
+    let port = service
+        .http_host_port()
+        .rsplit_once(':')
+        .unwrap()
+        .1
+        .to_string();
+    let answer = get(&client(), &format!("http://127.0.0.1:{port}/healthz"), &[]);
+    assert_eq!(answer.status, 200);
 }
 
 #[test]

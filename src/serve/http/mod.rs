@@ -24,7 +24,6 @@ mod auth;
 mod metrics;
 mod page;
 mod routes;
-mod rpc_entry;
 mod ws;
 
 use std::io;
@@ -37,10 +36,9 @@ use crossbeam_channel::Receiver;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::sync::{oneshot, watch};
 
-use super::connection::Context;
+use super::rpc::Context;
 use super::StopReason;
 use crate::decision::{Callback, DecisionError, ErrorKind, Outcome};
-use crate::decision_log::ArgsDigest;
 
 /// The largest request body read (1 MiB, as the line listeners' longest line); a larger one
 /// is answered 413.
@@ -60,22 +58,12 @@ pub(crate) struct Front {
 
 impl Front {
     /// Asks `callback` without blocking this thread: the host's completion wakes the await.
-    /// The decision log, if any, records the decision first.
+    /// The decision log, if any, records the decision (see [`Context::decide`]).
     pub async fn decide(&self, callback: Callback, args: [String; 2]) -> Outcome {
         let (sender, receiver) = oneshot::channel();
-        let log = self
-            .context
-            .log
-            .as_ref()
-            .map(|log| (log.clone(), ArgsDigest::of(&args[..callback.arity()])));
-        self.context
-            .host
-            .call_async(callback, args, move |outcome| {
-                if let Some((log, digest)) = log {
-                    log.record(callback, &digest, &outcome);
-                }
-                let _ = sender.send(outcome);
-            });
+        self.context.decide(callback, args, move |outcome| {
+            let _ = sender.send(outcome);
+        });
         // The host completes every request it takes; a dropped completion still fails closed.
         receiver.await.unwrap_or_else(|_| {
             Outcome::failed(

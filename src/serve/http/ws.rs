@@ -2,7 +2,8 @@
 //! WebSocket, one message per text frame, sysadm's transport).
 //!
 //! Both answer exactly as the line listeners do: the same methods, params, batches and
-//! errors. HTTP is untrusted, so control methods (`reload`) are refused (−32003).
+//! errors, through the service's one entry point ([`crate::serve::rpc`]). HTTP is untrusted,
+//! so control methods (`reload`) are refused (−32003).
 //!
 //! A WebSocket has the line listeners' limits: a text frame over 1 MiB is answered −32600
 //! and the connection goes on (a message over [`MAX_WS_MESSAGE`] ends it); a binary frame is
@@ -16,7 +17,7 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::ws::{close_code, CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{close_code, CloseFrame, Message as Frame, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -26,7 +27,8 @@ use tokio::time::Instant;
 
 use super::routes::{body_of, refusal, Refused};
 use super::Front;
-use crate::serve::protocol::{self, ErrorCode, Refusal, RpcError};
+use crate::serve::protocol::{self, ErrorCode, RpcError};
+use crate::serve::rpc::{self, Message};
 
 /// The largest WebSocket message read at all; one over 1 MiB but within this is answered
 /// −32600, one over this closes the connection (the WebSocket library refuses it).
@@ -40,7 +42,7 @@ pub(super) async fn rpc(
 ) -> Result<Response, Refused> {
     let body = body_of(body)?;
     let (sender, receiver) = oneshot::channel();
-    handle(&front, &body, move |answer| {
+    handle(&front, Message::parse(&body), move |answer| {
         let _ = sender.send(answer);
     });
     Ok(match receiver.await {
@@ -55,10 +57,17 @@ pub(super) async fn rpc(
     })
 }
 
-/// Answers one JSON-RPC message from an untrusted transport; `reply` gets the response
-/// text without a newline, or `None`.
-fn handle(front: &Front, text: &[u8], reply: impl FnOnce(Option<String>) + Send + 'static) {
-    super::rpc_entry::handle(front, text, reply)
+/// Answers one JSON-RPC message from an untrusted transport through the service's one entry
+/// point; `reply` gets the response text without a newline, or `None`. A message that checks
+/// or clears session tokens (an SQLite statement, which may wait on a lock) is answered on
+/// the blocking pool, never on a tokio thread.
+fn handle(front: &Front, message: Message, reply: impl FnOnce(Option<String>) + Send + 'static) {
+    if message.waits_on_the_store() {
+        let context = front.context.clone();
+        tokio::task::spawn_blocking(move || rpc::dispatch(&context, message, false, reply));
+    } else {
+        rpc::dispatch(&front.context, message, false, reply);
+    }
 }
 
 /// `GET /ws`: upgrades to a WebSocket served by [`session`].
@@ -98,7 +107,7 @@ async fn session(front: Arc<Front>, mut socket: WebSocket) {
                 pending -= 1;
                 idle_until = Instant::now() + idle;
                 if let (Some(text), false) = (answer, broken) {
-                    if socket.send(Message::Text(text.into())).await.is_err() {
+                    if socket.send(Frame::Text(text.into())).await.is_err() {
                         // The client is gone: drop its answers, read no more.
                         broken = true;
                         reading = false;
@@ -108,18 +117,19 @@ async fn session(front: Arc<Front>, mut socket: WebSocket) {
             message = socket.recv(), if reading && pending < limit => {
                 idle_until = Instant::now() + idle;
                 match message {
-                    Some(Ok(Message::Text(text))) => {
+                    Some(Ok(Frame::Text(text))) => {
                         pending += 1;
                         let answers = answers.clone();
-                        if text.len() > protocol::MAX_LINE {
-                            let _ = answers.send(Some(error_text(&Refusal::line_too_long().error)));
+                        let message = if text.len() > protocol::MAX_LINE {
+                            Message::line_too_long()
                         } else {
-                            handle(&front, text.as_bytes(), move |answer| {
-                                let _ = answers.send(answer);
-                            });
-                        }
+                            Message::parse(text.as_bytes())
+                        };
+                        handle(&front, message, move |answer| {
+                            let _ = answers.send(answer);
+                        });
                     }
-                    Some(Ok(Message::Binary(_))) => {
+                    Some(Ok(Frame::Binary(_))) => {
                         pending += 1;
                         let error = RpcError::new(
                             ErrorCode::InvalidRequest,
@@ -128,8 +138,8 @@ async fn session(front: Arc<Front>, mut socket: WebSocket) {
                         let _ = answers.send(Some(error_text(&error)));
                     }
                     // The library answers pings itself.
-                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-                    Some(Ok(Message::Close(_))) | None => {
+                    Some(Ok(Frame::Ping(_) | Frame::Pong(_))) => {}
+                    Some(Ok(Frame::Close(_))) | None => {
                         reading = false;
                         closing = (close_code::NORMAL, "");
                     }
@@ -152,7 +162,7 @@ async fn session(front: Arc<Front>, mut socket: WebSocket) {
     if !broken {
         let (code, reason) = closing;
         let _ = socket
-            .send(Message::Close(Some(CloseFrame {
+            .send(Frame::Close(Some(CloseFrame {
                 code,
                 reason: reason.into(),
             })))
