@@ -60,7 +60,8 @@ pub struct ServeOptions {
     /// Where to record every decision, if anywhere.
     pub decision_log: Option<DecisionRecorder>,
     /// Socket connections served at once (default 1024); one more is sent a −32001 error
-    /// and closed. Each connection costs two threads.
+    /// and closed. Each connection costs two threads. On an HTTP listener: connections and
+    /// WebSockets open at once; one more is answered 503 and closed.
     pub max_connections: usize,
     /// HTTP: how long a connection may take to send a request's headers, counted from when
     /// it opens or goes idle after a response (default 10 s). A client slower than that, or a

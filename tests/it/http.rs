@@ -600,6 +600,36 @@ fn a_client_too_slow_with_its_headers_is_dropped_and_others_are_served() {
 }
 
 #[test]
+fn connections_past_the_limit_are_answered_503_and_the_others_go_on() {
+    let service = http_service(&policy("login.lua"), &["--max-connections", "1"]);
+    let mut held = TcpStream::connect(service.http_host_port()).unwrap();
+    held.set_read_timeout(Some(PATIENCE)).unwrap();
+    // One answered request proves the held connection is accepted (and counted).
+    held.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut buffer = [0u8; 1024];
+    let n = held.read(&mut buffer).unwrap();
+    assert!(String::from_utf8_lossy(&buffer[..n]).starts_with("HTTP/1.1 200"));
+    let refused = get(&client(), &format!("{}/healthz", service.http()), &[]);
+    assert_eq!(refused.status, 503);
+    assert!(refused.json()["error"]
+        .as_str()
+        .unwrap()
+        .contains("too many connections"));
+    // The held connection is still served; once it closes, others are.
+    held.write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let n = held.read(&mut buffer).unwrap();
+    assert!(String::from_utf8_lossy(&buffer[..n]).starts_with("HTTP/1.1 200"));
+    drop(held);
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while get(&client(), &format!("{}/healthz", service.http()), &[]).status != 200 {
+        assert!(std::time::Instant::now() < deadline, "never served again");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+#[test]
 fn keep_alive_serves_many_requests_on_one_connection() {
     let service = http_service(&policy("login.lua"), &[]);
     let mut conn = TcpStream::connect(service.http_host_port()).unwrap();

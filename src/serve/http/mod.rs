@@ -91,6 +91,11 @@ impl Tracker {
         Open(self.clone())
     }
 
+    /// How many are open.
+    fn count(&self) -> usize {
+        self.open.load(Ordering::SeqCst)
+    }
+
     /// Waits until nothing is open, or `deadline`; whether nothing is.
     async fn closed_by(&self, deadline: Instant) -> bool {
         while self.open.load(Ordering::SeqCst) > 0 {
@@ -124,17 +129,27 @@ pub(super) fn run(
         .thread_name("authhost-http")
         .enable_all()
         .build()?;
-    let header_timeout = options.http_header_timeout;
-    let ws_idle = options.ws_idle_timeout;
-    runtime.block_on(serve(context, listener, stop, header_timeout, ws_idle))
+    let limits = Limits {
+        header_timeout: options.http_header_timeout,
+        ws_idle: options.ws_idle_timeout,
+        max_connections: options.max_connections.max(1),
+    };
+    runtime.block_on(serve(context, listener, stop, limits))
+}
+
+/// An HTTP listener's limits, from its [`ServeOptions`](super::ServeOptions).
+struct Limits {
+    header_timeout: Duration,
+    ws_idle: Duration,
+    /// Connections and WebSockets open at once; one more is answered 503 and closed.
+    max_connections: usize,
 }
 
 async fn serve(
     context: Context,
     listener: std::net::TcpListener,
     stop: Receiver<StopReason>,
-    header_timeout: Duration,
-    ws_idle: Duration,
+    limits: Limits,
 ) -> io::Result<()> {
     listener.set_nonblocking(true)?;
     let listener = tokio::net::TcpListener::from_std(listener)?;
@@ -143,20 +158,34 @@ async fn serve(
     let front = Arc::new(Front {
         context: context.clone(),
         stopping: stopping.clone(),
-        ws_idle,
+        ws_idle: limits.ws_idle,
         open: open.clone(),
     });
     let app = routes::router(front);
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
-        .header_read_timeout(header_timeout)
+        .header_read_timeout(limits.header_timeout)
         .keep_alive(true);
     let http = Arc::new(http);
+    // Past the limit: one answer, 503, and the connection is closed.
+    let mut overflow = hyper::server::conn::http1::Builder::new();
+    overflow
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .keep_alive(false);
+    let overflow = Arc::new(overflow);
     // The stop signal comes from a crossbeam channel: wait for it on the blocking pool.
     let mut stopped = tokio::task::spawn_blocking(move || stop.recv().ok());
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) if open.count() >= limits.max_connections => {
+                    log::warn!(
+                        "{peer}: answered 503, already serving {} HTTP connections",
+                        limits.max_connections
+                    );
+                    tokio::spawn(refuse_connection(overflow.clone(), stream, limits.max_connections));
+                }
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
                     let connection = serve_connection(
@@ -187,6 +216,22 @@ async fn serve(
         log::warn!("stopping with HTTP connections still open (clients not reading)");
     }
     Ok(())
+}
+
+/// Answers the one request of a connection past the limit with 503, and closes it.
+async fn refuse_connection(
+    http: Arc<hyper::server::conn::http1::Builder>,
+    stream: tokio::net::TcpStream,
+    limit: usize,
+) {
+    let service = hyper::service::service_fn(move |_request| {
+        let refused = routes::refusal(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            format!("too many connections (at most {limit}); try again later"),
+        );
+        std::future::ready(Ok::<_, std::convert::Infallible>(refused))
+    });
+    let _ = http.serve_connection(TokioIo::new(stream), service).await;
 }
 
 /// Returns once the server begins stopping.
