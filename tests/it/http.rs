@@ -13,7 +13,8 @@ use base64::Engine as _;
 use serde_json::{json, Value};
 use tungstenite::Message;
 
-use crate::http_support::{client, get, post, post_json, Answer, Service, PATIENCE};
+use crate::http_support::{client, get, post, post_json, Answer};
+use crate::service::{serve_exit, Service, PATIENCE};
 
 fn policy(file: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -21,18 +22,8 @@ fn policy(file: &str) -> PathBuf {
         .join(file)
 }
 
-/// Each scenario runs once with the Lua policy and once with its Python twin.
-macro_rules! in_both_languages {
-    ($($name:ident),* $(,)?) => {
-        mod lua_policy {
-            $(#[test] fn $name() { super::$name(&super::policy("login.lua")) })*
-        }
-        #[cfg(feature = "python")]
-        mod python_policy {
-            $(#[test] fn $name() { super::$name(&super::policy("login.py")) })*
-        }
-    };
-}
+// Each scenario runs once with the Lua policy and once with its Python twin.
+use crate::common::in_both_languages;
 
 in_both_languages!(
     v1_calls_answer_200_with_the_decision_whatever_it_is,
@@ -857,21 +848,8 @@ fn one_process_serves_a_unix_socket_and_http_together() {
 
 #[test]
 fn http_beyond_loopback_needs_expose_and_then_warns() {
-    let refused = std::process::Command::new(env!("CARGO_BIN_EXE_authhost"))
-        .args([
-            "serve",
-            "--listen",
-            "http:0.0.0.0:0",
-            "--db",
-            ":memory:",
-            "--no-watch",
-        ])
-        .arg("--plugins")
-        .arg(policy("login.lua"))
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&refused.stderr);
-    assert_eq!(refused.status.code(), Some(2), "{stderr}");
+    let (code, stderr) = serve_exit(&policy("login.lua"), &["--listen", "http:0.0.0.0:0"]);
+    assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("--expose"), "{stderr}");
     let service = Service::start(&policy("login.lua"), &["http:0.0.0.0:0"], &["--expose"]);
     let stderr = service.stderr_text();

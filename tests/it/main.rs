@@ -10,6 +10,7 @@ mod db_support;
 #[cfg(feature = "http")]
 mod http_support;
 mod reload_support;
+mod service;
 
 // The areas, one module each.
 mod cli;

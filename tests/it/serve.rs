@@ -9,10 +9,10 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -22,8 +22,7 @@ mod batches;
 mod decision_log;
 mod exposure;
 
-/// How long any single wait may take before the test is declared hung.
-const PATIENCE: Duration = Duration::from_secs(120);
+pub(crate) use crate::service::PATIENCE;
 
 fn policy(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -34,10 +33,9 @@ fn policy(name: &str) -> PathBuf {
 // ---------------------------------------------------------------------------------------
 // A running service.
 
-/// An `authhost serve` child process, killed if the test ends without stopping it.
+/// An `authhost serve` child process on one listener (see [`crate::service::Service`]).
 struct Service {
-    child: Child,
-    stderr: Arc<Mutex<Vec<String>>>,
+    process: crate::service::Service,
     addr: String,
 }
 
@@ -51,46 +49,9 @@ impl Service {
     /// Starts `authhost serve --listen LISTEN` on `plugins`, watching them unless `extra`
     /// says `--no-watch`, and waits until it listens.
     fn start_watching(plugins: &Path, listen: &str, extra: &[&str]) -> Service {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_authhost"))
-            .arg("serve")
-            .args(["--listen", listen, "--db", ":memory:"])
-            .args(["--workers", "2", "--timeout-ms", "30000"])
-            .arg("--plugins")
-            .arg(plugins)
-            .args(extra)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("starting authhost serve");
-        let stderr = Arc::new(Mutex::new(Vec::new()));
-        let (announced, listening) = channel();
-        {
-            let stderr_lines = stderr.clone();
-            let pipe = child.stderr.take().unwrap();
-            std::thread::spawn(move || {
-                for line in BufReader::new(pipe).lines() {
-                    let Ok(line) = line else { break };
-                    if let Some((_, addr)) = line.split_once("listening on ") {
-                        let addr = addr.split(" (").next().unwrap_or(addr).to_string();
-                        let _ = announced.send(addr);
-                    }
-                    stderr_lines.lock().unwrap().push(line);
-                }
-            });
-        }
-        let addr = match listening.recv_timeout(PATIENCE) {
-            Ok(addr) => addr,
-            Err(_) => {
-                let _ = child.kill();
-                panic!("the service did not start: {:?}", stderr.lock().unwrap());
-            }
-        };
-        Service {
-            child,
-            stderr,
-            addr,
-        }
+        let process = crate::service::Service::spawn(plugins, &[listen], extra);
+        let addr = process.addrs[0].clone();
+        Service { process, addr }
     }
 
     /// A connection to a socket service.
@@ -119,44 +80,21 @@ impl Service {
 
     /// The connection of a stdio service: its stdin and stdout. Only once.
     fn stdio(&mut self) -> Conn {
-        let stdout = self.child.stdout.take().expect("stdio taken once");
-        let stdin = self.child.stdin.take().unwrap();
+        let (stdout, stdin) = self.process.take_stdio();
         Conn::new(stdout, stdin)
     }
 
     fn signal(&self, signal: libc::c_int) {
-        // SAFETY: kill(2) takes plain integers; the pid is our own child's.
-        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, signal) };
-        assert_eq!(rc, 0, "kill({signal})");
+        self.process.signal(signal);
     }
 
     /// Waits for the process to exit.
     fn wait(&mut self) -> ExitStatus {
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the service did not exit: {:?}",
-                self.stderr.lock().unwrap()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.process.wait()
     }
 
     fn stderr_text(&self) -> String {
-        self.stderr.lock().unwrap().join("\n")
-    }
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+        self.process.stderr_text()
     }
 }
 
