@@ -796,6 +796,36 @@ fn websocket_auth_token_clear_cycle() {
 }
 
 #[test]
+fn sigterm_answers_a_websocket_in_flight_then_closes_it() {
+    let mut service = http_service(&policy("login.lua"), &[]);
+    let mut socket = websocket(&service);
+    let slow = json!({"jsonrpc": "2.0", "id": "slow", "method": "user_login",
+        "params": [{"id": 5, "ms": 500}, "{}"]});
+    socket.send(Message::text(slow.to_string())).unwrap();
+    // Answered at once, so after the login was dispatched: the login is in flight.
+    let status = ws_call(
+        &mut socket,
+        r#"{"jsonrpc":"2.0","id":"s","method":"status"}"#,
+    );
+    assert_eq!(status["id"], "s", "{status}");
+    service.signal(libc::SIGTERM);
+    let answer = ws_read(&mut socket);
+    assert_eq!(answer["id"], "slow");
+    assert_eq!(answer["result"]["code"], 5);
+    loop {
+        match socket.read() {
+            Ok(Message::Close(Some(frame))) => {
+                assert_eq!(u16::from(frame.code), 1001, "going away");
+                break;
+            }
+            Ok(Message::Ping(_) | Message::Pong(_)) => continue,
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+    }
+    assert!(service.wait().success(), "{}", service.stderr_text());
+}
+
+#[test]
 fn an_idle_websocket_is_closed() {
     let service = http_service(&policy("login.lua"), &["--ws-idle-timeout-ms", "300"]);
     let mut socket = websocket(&service);
