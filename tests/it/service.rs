@@ -23,15 +23,15 @@ pub struct Service {
 
 impl Service {
     /// Starts `authhost serve` on `plugins` with one `--listen` per entry of `listens`
-    /// (`--db :memory:`, two workers, a 30 s timeout, `--no-watch`, then `extra`), and waits
-    /// until every listener is announced.
+    /// (`--db :memory:`, two workers, a 30 s timeout unless `extra` names one, `--no-watch`,
+    /// then `extra`), and waits until every listener is announced.
     pub fn start(plugins: &Path, listens: &[&str], extra: &[&str]) -> Service {
         Service::spawn(plugins, listens, &[&["--no-watch"], extra].concat())
     }
 
     /// Starts `authhost serve` on `plugins` with one `--listen` per entry of `listens`
-    /// (`--db :memory:`, two workers, a 30 s timeout, then `extra`: it watches the plugins
-    /// unless `extra` says `--no-watch`), its stdin and stdout piped (see
+    /// (`--db :memory:`, two workers, a 30 s timeout unless `extra` names one, then `extra`:
+    /// it watches the plugins unless `extra` says `--no-watch`), its stdin and stdout piped (see
     /// [`Service::take_stdio`]), and waits until every listener is announced.
     pub fn spawn(plugins: &Path, listens: &[&str], extra: &[&str]) -> Service {
         let mut command = Command::new(env!("CARGO_BIN_EXE_authhost"));
@@ -39,15 +39,12 @@ impl Service {
         for listen in listens {
             command.args(["--listen", listen]);
         }
+        // The command line takes --timeout-ms once: a test's own replaces the default.
+        if !extra.contains(&"--timeout-ms") {
+            command.args(["--timeout-ms", "30000"]);
+        }
         let mut child = command
-            .args([
-                "--db",
-                ":memory:",
-                "--workers",
-                "2",
-                "--timeout-ms",
-                "30000",
-            ])
+            .args(["--db", ":memory:", "--workers", "2"])
             .arg("--plugins")
             .arg(plugins)
             .args(extra)
