@@ -1,6 +1,6 @@
-//! The routes of the HTTP front and the handlers of the JSON ones: `/v1/*`, `/rpc`, the
-//! health, readiness and status endpoints. `/auth*` are in [`super::auth`], `/metrics` in
-//! [`super::metrics`], `/` in [`super::page`], `/ws` in [`super::ws`].
+//! The routes of the HTTP front and the handlers of the JSON ones: `/v1/*` and the health,
+//! readiness and status endpoints. `/auth*` are in [`super::auth`], `/metrics` in
+//! [`super::metrics`], `/` in [`super::page`], `/rpc` and `/ws` in [`super::jsonrpc`].
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,7 +14,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use serde_json::{json, Map, Value};
 
-use super::{auth, metrics, page, ws, Front, MAX_BODY};
+use super::{auth, jsonrpc, metrics, page, Front, MAX_BODY};
 use crate::decision::Callback;
 
 /// The client's address, put into every request's extensions by the connection.
@@ -44,13 +44,13 @@ pub(super) fn router(front: Arc<Front>) -> Router {
         .route("/v1/auth", post(session_auth))
         .route("/v1/auth_token", post(session_token))
         .route("/v1/auth_clear", post(session_clear))
-        .route("/rpc", post(ws::rpc))
+        .route("/rpc", post(jsonrpc::rpc))
         .route(
             "/auth",
             get(auth::flussonic_query).post(auth::flussonic_form),
         )
         .route("/auth/request", get(auth::forward))
-        .route("/ws", get(ws::upgrade))
+        .route("/ws", get(jsonrpc::upgrade))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY))
