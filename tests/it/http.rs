@@ -800,7 +800,7 @@ fn sigterm_answers_a_websocket_in_flight_then_closes_it() {
     let mut service = http_service(&policy("login.lua"), &[]);
     let mut socket = websocket(&service);
     let slow = json!({"jsonrpc": "2.0", "id": "slow", "method": "user_login",
-        "params": [{"id": 5, "ms": 500}, "{}"]});
+        "params": [{"id": 5, "ms": 1000}, "{}"]});
     socket.send(Message::text(slow.to_string())).unwrap();
     // Answered at once, so after the login was dispatched: the login is in flight.
     let status = ws_call(
@@ -827,7 +827,7 @@ fn sigterm_answers_a_websocket_in_flight_then_closes_it() {
 
 #[test]
 fn an_idle_websocket_is_closed() {
-    let service = http_service(&policy("login.lua"), &["--ws-idle-timeout-ms", "300"]);
+    let service = http_service(&policy("login.lua"), &["--ws-idle-timeout-ms", "1500"]);
     let mut socket = websocket(&service);
     let status = ws_call(&mut socket, r#"{"jsonrpc":"2.0","id":1,"method":"status"}"#);
     assert_eq!(status["result"]["generation"], 1);
@@ -954,7 +954,7 @@ fn sigterm_answers_the_http_requests_in_flight_then_exits_0(plugins: &Path) {
         .map(|id| {
             let url = url.clone();
             std::thread::spawn(move || {
-                let login = json!({"login_info": {"id": id, "ms": 1000}, "node_info": "{}"});
+                let login = json!({"login_info": {"id": id, "ms": 2000}, "node_info": "{}"});
                 post_json(&client(), &format!("{url}/v1/user_login"), &login)
             })
         })
