@@ -22,7 +22,7 @@ use super::protocol::{self, ErrorCode, Incoming, Method, Refusal, Request, RpcEr
 use super::Shared;
 use crate::decision::{Callback, Outcome};
 use crate::decision_log::DecisionRecorder;
-use crate::host::Host;
+use crate::host::{Authenticated, Host};
 
 /// What every connection of a server shares, whatever its transport.
 #[derive(Clone)]
@@ -52,6 +52,19 @@ impl Context {
                 log.record(callback, &digest, &outcome);
             }
             done(outcome);
+        });
+    }
+
+    /// `auth`: [`Context::decide`] `on_user_login` (so the decision log records it), then a
+    /// session on `user_id`, as [`Host::auth_async`] would.
+    pub fn authenticate(
+        &self,
+        args: [String; 2],
+        done: impl FnOnce(Authenticated) + Send + 'static,
+    ) {
+        let host = self.host.clone();
+        self.decide(Callback::UserLogin, args, move |outcome| {
+            done(host.session_for(outcome))
         });
     }
 }
@@ -237,7 +250,7 @@ fn dispatch_session(
     use protocol::SessionMethod;
     match method {
         SessionMethod::Auth { args } => {
-            context.host.auth_async(args, move |answer| {
+            context.authenticate(args, move |answer| {
                 reply(id.map(|id| unline(protocol::result_line(&id, &answer.to_json()))));
             });
         }

@@ -923,10 +923,19 @@ fn the_decision_log_records_http_decisions() {
         &format!("{url}/v1/new_node"),
         &json!({"node_info": {"role": "async"}}),
     );
+    // A login that opens a session is a decision too (user 7, then a token).
+    let opened = post_json(
+        &http,
+        &format!("{url}/v1/auth"),
+        &json!({"login_info": {"login": "alice", "password": "wonderland"}, "node_info": {}}),
+    )
+    .json();
+    let token = opened["token"].as_str().unwrap().to_string();
     service.signal(libc::SIGTERM);
     assert!(service.wait().success());
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(!text.contains("wonderland") && !text.contains("secret-password"));
+    assert!(!text.contains(&token));
     let entries: Vec<Value> = text
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -940,8 +949,12 @@ fn the_decision_log_records_http_decisions() {
             )
         })
         .collect();
-    assert_eq!(decisions.len(), 3, "{text}");
-    assert!(decisions.contains(&("on_user_login", "user_id")));
+    assert_eq!(decisions.len(), 4, "{text}");
+    let allowed = decisions
+        .iter()
+        .filter(|d| **d == ("on_user_login", "user_id"))
+        .count();
+    assert_eq!(allowed, 2, "/auth and /v1/auth: {text}");
     assert!(decisions.contains(&("on_user_login", "not_authorized")));
     assert!(decisions.contains(&("on_new_node", "async")));
 }

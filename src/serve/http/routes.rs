@@ -152,7 +152,7 @@ async fn session_auth(
 ) -> Result<Response, Refused> {
     let args = callback_args(Callback::UserLogin, body)?;
     let (sender, receiver) = tokio::sync::oneshot::channel();
-    front.context.host.auth_async(args, move |answer| {
+    front.context.authenticate(args, move |answer| {
         let _ = sender.send(answer.to_json());
     });
     Ok(match receiver.await {
