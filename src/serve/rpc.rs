@@ -86,6 +86,7 @@ impl Message {
     /// Whether answering it waits on the session store (`auth_token`, `auth_clear`: an
     /// SQLite statement on the caller's thread), so that an async transport hands it to a
     /// thread that may block.
+    #[cfg(feature = "http")]
     pub fn waits_on_the_store(&self) -> bool {
         let waits = |member: &Result<Request, Box<Refusal>>| {
             matches!(
