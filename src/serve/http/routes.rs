@@ -239,14 +239,20 @@ async fn status(State(front): State<Arc<Front>>) -> Response {
     json_response(StatusCode::OK, &front.context.host.status().to_json())
 }
 
-async fn not_found(uri: Uri) -> Response {
+// The refusals read the request body (up to the limit) before answering: a body left unread
+// ends the keep-alive connection, which a client reusing it would find closed.
+async fn not_found(uri: Uri, _body: Result<Bytes, BytesRejection>) -> Response {
     refusal(
         StatusCode::NOT_FOUND,
         format!("no such path: {}", uri.path()),
     )
 }
 
-async fn method_not_allowed(method: axum::http::Method, uri: Uri) -> Response {
+async fn method_not_allowed(
+    method: axum::http::Method,
+    uri: Uri,
+    _body: Result<Bytes, BytesRejection>,
+) -> Response {
     refusal(
         StatusCode::METHOD_NOT_ALLOWED,
         format!("{method} is not allowed on {}", uri.path()),
