@@ -1,9 +1,9 @@
-//! Where the service listens: stdio, a Unix socket or TCP; and who may connect.
+//! Where the service listens: stdio, a Unix socket, TCP, or HTTP on TCP; and who may connect.
 //!
 //! Trust follows the kind of listener: stdio and a Unix socket (whose file mode and group
-//! say who may connect) are trusted with control methods; TCP, which anyone who reaches the
-//! port can use, is not. Binding TCP beyond loopback is the operator's explicit choice
-//! ([`ListenAddr::is_exposed`]).
+//! say who may connect) are trusted with control methods; TCP and HTTP, which anyone who
+//! reaches the port can use, are not. Binding TCP or HTTP beyond loopback is the operator's
+//! explicit choice ([`ListenAddr::is_exposed`]).
 
 use std::ffi::CString;
 use std::fmt;
@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// A listen address: `stdio`, `unix:PATH` or `tcp:HOST:PORT`.
+/// A listen address: `stdio`, `unix:PATH`, `tcp:HOST:PORT` or `http:HOST:PORT`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ListenAddr {
     /// Requests on standard input, answers on standard output.
@@ -25,11 +25,13 @@ pub enum ListenAddr {
     Unix(PathBuf),
     /// TCP on `HOST:PORT` (port 0: any free port).
     Tcp(String),
+    /// The HTTP front on TCP `HOST:PORT` (port 0: any free port); needs the `http` feature.
+    Http(String),
 }
 
 /// A listen address that does not parse.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("invalid listen address {given:?}: {reason} (expected stdio, unix:PATH or tcp:HOST:PORT)")]
+#[error("invalid listen address {given:?}: {reason} (expected stdio, unix:PATH, tcp:HOST:PORT or http:HOST:PORT)")]
 pub struct ListenAddrError {
     given: String,
     reason: &'static str,
@@ -52,7 +54,12 @@ impl FromStr for ListenAddr {
             }
             return Ok(ListenAddr::Unix(PathBuf::from(path)));
         }
-        if let Some(host_port) = s.strip_prefix("tcp:") {
+        type Kind = fn(String) -> ListenAddr;
+        let kinds: [(&str, Kind); 2] = [("tcp:", ListenAddr::Tcp), ("http:", ListenAddr::Http)];
+        for (prefix, kind) in kinds {
+            let Some(host_port) = s.strip_prefix(prefix) else {
+                continue;
+            };
             let Some((host, port)) = host_port.rsplit_once(':') else {
                 return Err(error("no port"));
             };
@@ -62,7 +69,7 @@ impl FromStr for ListenAddr {
             if port.parse::<u16>().is_err() {
                 return Err(error("the port is not a number from 0 to 65535"));
             }
-            return Ok(ListenAddr::Tcp(host_port.to_string()));
+            return Ok(kind(host_port.to_string()));
         }
         Err(error("unknown kind"))
     }
@@ -70,16 +77,16 @@ impl FromStr for ListenAddr {
 
 impl ListenAddr {
     /// Whether its connections are trusted with control methods (`reload`): stdio and Unix
-    /// sockets are; TCP is not.
+    /// sockets are; TCP and HTTP are not.
     pub fn is_trusted(&self) -> bool {
         matches!(self, ListenAddr::Stdio | ListenAddr::Unix(_))
     }
 
-    /// Whether it reaches beyond this machine: TCP on a host that is not loopback
+    /// Whether it reaches beyond this machine: TCP or HTTP on a host that is not loopback
     /// (127.0.0.0/8, `::1`, `localhost`). A host name other than `localhost` counts as
     /// exposed, whatever it resolves to today.
     pub fn is_exposed(&self) -> bool {
-        let ListenAddr::Tcp(host_port) = self else {
+        let (ListenAddr::Tcp(host_port) | ListenAddr::Http(host_port)) = self else {
             return false;
         };
         let host = host_port.rsplit_once(':').map_or("", |(host, _)| host);
@@ -100,6 +107,7 @@ impl fmt::Display for ListenAddr {
             ListenAddr::Stdio => f.write_str("stdio"),
             ListenAddr::Unix(path) => write!(f, "unix:{}", path.display()),
             ListenAddr::Tcp(host_port) => write!(f, "tcp:{host_port}"),
+            ListenAddr::Http(host_port) => write!(f, "http:{host_port}"),
         }
     }
 }
@@ -109,6 +117,8 @@ pub(crate) enum Listener {
     Stdio,
     Unix(UnixSocket),
     Tcp(TcpListener),
+    /// The HTTP front's socket; served by `super::http`.
+    Http(TcpListener),
 }
 
 /// A Unix listener that removes its socket file when dropped, if the file is still its own.
@@ -156,6 +166,13 @@ impl Listener {
             ListenAddr::Stdio => Ok(Listener::Stdio),
             ListenAddr::Unix(path) => bind_unix(path, access).map(Listener::Unix),
             ListenAddr::Tcp(host_port) => TcpListener::bind(host_port.as_str()).map(Listener::Tcp),
+            ListenAddr::Http(host_port) if cfg!(feature = "http") => {
+                TcpListener::bind(host_port.as_str()).map(Listener::Http)
+            }
+            ListenAddr::Http(_) => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "this authhost was built without the `http` feature: no HTTP front",
+            )),
         }
     }
 
@@ -168,6 +185,10 @@ impl Listener {
                 Ok(addr) => ListenAddr::Tcp(addr.to_string()),
                 Err(_) => ListenAddr::Tcp("?".into()),
             },
+            Listener::Http(listener) => match listener.local_addr() {
+                Ok(addr) => ListenAddr::Http(addr.to_string()),
+                Err(_) => ListenAddr::Http("?".into()),
+            },
         }
     }
 
@@ -178,6 +199,8 @@ impl Listener {
             Listener::Unix(socket) => {
                 let _ = UnixStream::connect(&socket.path);
             }
+            // The HTTP front stops through its own signal, not a blocked accept.
+            Listener::Http(_) => {}
             Listener::Tcp(listener) => {
                 if let Ok(mut addr) = listener.local_addr() {
                     if addr.ip().is_unspecified() {
@@ -348,6 +371,7 @@ mod tests {
             "unix:/tmp/a.sock",
             "tcp:127.0.0.1:0",
             "tcp:[::1]:7000",
+            "http:127.0.0.1:8080",
         ] {
             let addr: ListenAddr = text.parse().unwrap();
             assert_eq!(addr.to_string(), text);
@@ -361,6 +385,8 @@ mod tests {
             "tcp::80",
             "tcp:h:99999",
             "udp:h:1",
+            "http:localhost",
+            "http::80",
         ] {
             let e = bad.parse::<ListenAddr>().unwrap_err();
             assert!(e.to_string().contains("expected stdio"), "{bad}: {e}");
@@ -373,7 +399,7 @@ mod tests {
     };
 
     #[test]
-    fn only_tcp_beyond_loopback_is_exposed_and_only_tcp_is_untrusted() {
+    fn only_tcp_or_http_beyond_loopback_is_exposed_and_only_they_are_untrusted() {
         for (text, exposed) in [
             ("stdio", false),
             ("unix:/tmp/a.sock", false),
@@ -387,10 +413,16 @@ mod tests {
             ("tcp:[::]:7000", true),
             ("tcp:10.1.2.3:7000", true),
             ("tcp:db.example.org:7000", true),
+            ("http:127.0.0.1:0", false),
+            ("http:localhost:8080", false),
+            ("http:[::1]:8080", false),
+            ("http:0.0.0.0:8080", true),
+            ("http:192.0.2.1:8080", true),
         ] {
             let addr: ListenAddr = text.parse().unwrap();
             assert_eq!(addr.is_exposed(), exposed, "{text}");
-            assert_eq!(addr.is_trusted(), !text.starts_with("tcp:"), "{text}");
+            let network = text.starts_with("tcp:") || text.starts_with("http:");
+            assert_eq!(addr.is_trusted(), !network, "{text}");
         }
     }
 

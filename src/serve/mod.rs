@@ -1,5 +1,5 @@
-//! The service (contract §8): JSON-RPC 2.0 over stdio, a Unix socket or TCP, in front of a
-//! [`Host`].
+//! The service (contract §8): JSON-RPC 2.0 over stdio, a Unix socket or TCP, and the HTTP
+//! front (contract §10, feature `http`), in front of a [`Host`].
 //!
 //! Each connection has a reader, which parses requests and hands them to the host's workers
 //! as soon as they arrive, and a writer thread, which writes answers as they complete, in
@@ -27,6 +27,8 @@
 //! ```
 
 mod connection;
+#[cfg(feature = "http")]
+mod http;
 mod lines;
 mod listen;
 pub mod protocol;
@@ -58,8 +60,16 @@ pub struct ServeOptions {
     /// Where to record every decision, if anywhere.
     pub decision_log: Option<DecisionRecorder>,
     /// Socket connections served at once (default 1024); one more is sent a −32001 error
-    /// and closed. Each connection costs two threads.
+    /// and closed. Each connection costs two threads. On an HTTP listener: connections and
+    /// WebSockets open at once; one more is answered 503 and closed.
     pub max_connections: usize,
+    /// HTTP: how long a connection may take to send a request's headers, counted from when
+    /// it opens or goes idle after a response (default 10 s). A client slower than that, or a
+    /// keep-alive connection idle that long, is closed.
+    pub http_header_timeout: Duration,
+    /// HTTP: a WebSocket that receives nothing and has nothing pending this long is closed
+    /// (default 300 s, the sessions' default inactivity timeout).
+    pub ws_idle_timeout: Duration,
     /// Whether TCP may be bound beyond loopback (default `false`: [`Server::bind`] refuses
     /// such an address; see [`ListenAddr::is_exposed`]).
     pub expose: bool,
@@ -75,6 +85,8 @@ impl Default for ServeOptions {
             max_pending: 1024,
             decision_log: None,
             max_connections: 1024,
+            http_header_timeout: Duration::from_secs(10),
+            ws_idle_timeout: Duration::from_secs(300),
             expose: false,
             socket_mode: 0o600,
             socket_group: None,
@@ -92,6 +104,18 @@ impl ServeOptions {
     /// Sets [`ServeOptions::max_connections`].
     pub fn max_connections(mut self, connections: usize) -> Self {
         self.max_connections = connections;
+        self
+    }
+
+    /// Sets [`ServeOptions::http_header_timeout`].
+    pub fn http_header_timeout(mut self, timeout: Duration) -> Self {
+        self.http_header_timeout = timeout;
+        self
+    }
+
+    /// Sets [`ServeOptions::ws_idle_timeout`].
+    pub fn ws_idle_timeout(mut self, timeout: Duration) -> Self {
+        self.ws_idle_timeout = timeout;
         self
     }
 
@@ -175,6 +199,7 @@ impl Stopper {
 pub struct Server {
     context: Context,
     listener: Listener,
+    options: ServeOptions,
     stop_sender: Sender<StopReason>,
     stop_receiver: Receiver<StopReason>,
 }
@@ -208,10 +233,11 @@ impl Server {
             context: Context {
                 host: host.clone(),
                 shared: Arc::new(Shared::new(options.max_connections)),
-                log: options.decision_log,
+                log: options.decision_log.clone(),
                 max_pending: options.max_pending.clamp(1, queue),
             },
             listener,
+            options,
             stop_sender,
             stop_receiver,
         })
@@ -240,10 +266,16 @@ impl Server {
         let Server {
             context,
             listener,
+            options,
             stop_sender,
             stop_receiver,
         } = self;
-        let listener = Arc::new(listener);
+        let listener = match listener {
+            #[cfg(feature = "http")]
+            Listener::Http(socket) => return http::run(context, socket, stop_receiver, &options),
+            listener => Arc::new(listener),
+        };
+        let _ = options;
         let accepting = match &*listener {
             Listener::Stdio => {
                 let context = context.clone();
@@ -337,7 +369,7 @@ fn accept(context: &Context, listener: &Listener) {
                     writer: Box::new(writer),
                 })
             }),
-            Listener::Stdio => return,
+            Listener::Stdio | Listener::Http(_) => return,
         };
         if context.shared.is_stopping() {
             return;

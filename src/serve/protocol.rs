@@ -132,20 +132,7 @@ const SESSION_METHODS: [&str; 3] = ["auth", "auth_token", "auth_clear"];
 
 /// Parses a session method's params (`name` is one of [`SESSION_METHODS`]).
 fn session_method(name: &str, params: Option<&Value>) -> Result<Method, RpcError> {
-    let token = |params: Option<&Value>| -> Result<String, RpcError> {
-        let value = match params {
-            Some(Value::Object(named)) if named.len() == 1 => named.get("token"),
-            Some(Value::Array(positional)) if positional.len() == 1 => positional.first(),
-            _ => None,
-        };
-        match value {
-            Some(Value::String(token)) => Ok(token.clone()),
-            _ => Err(RpcError::new(
-                ErrorCode::InvalidParams,
-                format!("{name} takes one param, \"token\", a string"),
-            )),
-        }
-    };
+    let token = |params| token_param(name, params);
     let method = match name {
         "auth" => {
             callback_args(Callback::UserLogin, params).map(|args| SessionMethod::Auth { args })
@@ -154,6 +141,27 @@ fn session_method(name: &str, params: Option<&Value>) -> Result<Method, RpcError
         _ => token(params).map(|token| SessionMethod::Clear { token }),
     };
     method.map(Method::Session)
+}
+
+/// The one param of `auth_token` and `auth_clear` (method `name`): `"token"`, a string,
+/// named or positional.
+///
+/// # Failure
+///
+/// An [`ErrorCode::InvalidParams`] error saying what the method takes.
+pub fn token_param(name: &str, params: Option<&Value>) -> Result<String, RpcError> {
+    let value = match params {
+        Some(Value::Object(named)) if named.len() == 1 => named.get("token"),
+        Some(Value::Array(positional)) if positional.len() == 1 => positional.first(),
+        _ => None,
+    };
+    match value {
+        Some(Value::String(token)) => Ok(token.clone()),
+        _ => Err(RpcError::new(
+            ErrorCode::InvalidParams,
+            format!("{name} takes one param, \"token\", a string"),
+        )),
+    }
 }
 
 /// A well-formed request.

@@ -1,12 +1,13 @@
 //! The JSON-RPC entry point every transport uses: one message in (a request or a batch), its
 //! whole response text out, later, to a `reply` callback.
 //!
-//! The line transports (stdio, `unix:`, `tcp:`) call [`handle`] (through [`Message::parse`]
-//! and [`dispatch`], to take back-pressure places in between) once per line; any other
-//! transport (an HTTP body, a WebSocket frame) calls it once per message. Nothing here
-//! blocks: calls go to the host's workers with [`Host::call_async`], and `reply` runs on
-//! whichever thread completes the last answer, with `None` when nothing is to be sent back
-//! (a notification, or a batch of them).
+//! Every transport calls [`Message::parse`] then [`dispatch`] once per message: the line
+//! transports (stdio, `unix:`, `tcp:`) per line, taking back-pressure places in between; the
+//! HTTP front per `/rpc` body and per WebSocket text frame. Nothing here waits on a policy:
+//! calls go to the host's workers with [`Host::call_async`], and `reply` runs on whichever
+//! thread completes the last answer, with `None` when nothing is to be sent back (a
+//! notification, or a batch of them). Only `auth_token` and `auth_clear` run an SQLite
+//! statement on the caller's thread ([`Message::waits_on_the_store`]).
 //!
 //! Trust belongs to the transport, not the message: control methods (`reload`) are refused
 //! with [`ErrorCode::NotTrusted`] unless the caller says the connection is trusted (stdio and
@@ -19,8 +20,9 @@ use serde_json::Value;
 
 use super::protocol::{self, ErrorCode, Incoming, Method, Refusal, Request, RpcError};
 use super::Shared;
+use crate::decision::{Callback, Outcome};
 use crate::decision_log::DecisionRecorder;
-use crate::host::Host;
+use crate::host::{Authenticated, Host};
 
 /// What every connection of a server shares, whatever its transport.
 #[derive(Clone)]
@@ -30,6 +32,41 @@ pub(crate) struct Context {
     pub log: Option<DecisionRecorder>,
     /// Answers a connection may have pending (dispatched, not yet written).
     pub max_pending: usize,
+}
+
+impl Context {
+    /// [`Host::call_async`], with the decision recorded in the decision log (if any) before
+    /// `done` sees it: every way into the service asks its callbacks through here.
+    pub fn decide(
+        &self,
+        callback: Callback,
+        args: [String; 2],
+        done: impl FnOnce(Outcome) + Send + 'static,
+    ) {
+        let log = self
+            .log
+            .as_ref()
+            .map(|log| (log.clone(), log.digest(&args[..callback.arity()])));
+        self.host.call_async(callback, args, move |outcome| {
+            if let Some((log, digest)) = log {
+                log.record(callback, &digest, &outcome);
+            }
+            done(outcome);
+        });
+    }
+
+    /// `auth`: [`Context::decide`] `on_user_login` (so the decision log records it), then a
+    /// session on `user_id`, as [`Host::auth_async`] would.
+    pub fn authenticate(
+        &self,
+        args: [String; 2],
+        done: impl FnOnce(Authenticated) + Send + 'static,
+    ) {
+        let host = self.host.clone();
+        self.decide(Callback::UserLogin, args, move |outcome| {
+            done(host.session_for(outcome))
+        });
+    }
 }
 
 /// One parsed message, ready to [`dispatch`].
@@ -46,6 +83,29 @@ impl Message {
         Message(Incoming::Single(Err(Box::new(Refusal::line_too_long()))))
     }
 
+    /// Whether answering it waits on the session store (`auth_token`, `auth_clear`: an
+    /// SQLite statement on the caller's thread), so that an async transport hands it to a
+    /// thread that may block.
+    #[cfg(feature = "http")]
+    pub fn waits_on_the_store(&self) -> bool {
+        let waits = |member: &Result<Request, Box<Refusal>>| {
+            matches!(
+                member,
+                Ok(Request {
+                    method: Method::Session(
+                        protocol::SessionMethod::Token { .. }
+                            | protocol::SessionMethod::Clear { .. }
+                    ),
+                    ..
+                })
+            )
+        };
+        match &self.0 {
+            Incoming::Single(member) => waits(member),
+            Incoming::Batch(members) => members.iter().any(waits),
+        }
+    }
+
     /// How many calls the message makes: what it costs the host, and so how many of a
     /// connection's pending places it takes (a batch one per member, notifications too).
     pub fn calls(&self) -> usize {
@@ -54,17 +114,6 @@ impl Message {
             Incoming::Batch(members) => members.len(),
         }
     }
-}
-
-/// Parses and answers one message; see the module doc.
-#[allow(dead_code)] // The HTTP front's entry point; the line transports dispatch in two steps.
-pub(crate) fn handle(
-    context: &Context,
-    text: &[u8],
-    trusted: bool,
-    reply: impl FnOnce(Option<String>) + Send + 'static,
-) {
-    dispatch(context, Message::parse(text), trusted, reply);
 }
 
 /// Answers one parsed message: `reply` gets the whole response text (without a newline) once
@@ -150,14 +199,7 @@ fn dispatch_one(
     let Request { id, method } = request;
     match method {
         Method::Call { callback, args } => {
-            let log = context
-                .log
-                .as_ref()
-                .map(|log| (log.clone(), log.digest(&args[..callback.arity()])));
-            context.host.call_async(callback, args, move |outcome| {
-                if let Some((log, digest)) = log {
-                    log.record(callback, &digest, &outcome);
-                }
+            context.decide(callback, args, move |outcome| {
                 reply(id.map(|id| unline(protocol::outcome_line(&id, &outcome))));
             });
         }
@@ -209,7 +251,7 @@ fn dispatch_session(
     use protocol::SessionMethod;
     match method {
         SessionMethod::Auth { args } => {
-            context.host.auth_async(args, move |answer| {
+            context.authenticate(args, move |answer| {
                 reply(id.map(|id| unline(protocol::result_line(&id, &answer.to_json()))));
             });
         }

@@ -7,7 +7,10 @@
 // Helpers shared by several areas.
 mod common;
 mod db_support;
+#[cfg(feature = "http")]
+mod http_support;
 mod reload_support;
+mod service;
 
 // The areas, one module each.
 mod cli;
@@ -15,6 +18,8 @@ mod confine;
 mod db;
 mod decisions;
 mod embed;
+#[cfg(feature = "http")]
+mod http;
 mod isolation;
 mod lua;
 mod pool;

@@ -9,10 +9,10 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -23,8 +23,7 @@ mod decision_log;
 mod examples;
 mod exposure;
 
-/// How long any single wait may take before the test is declared hung.
-const PATIENCE: Duration = Duration::from_secs(120);
+pub(crate) use crate::service::PATIENCE;
 
 fn policy(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -35,12 +34,9 @@ fn policy(name: &str) -> PathBuf {
 // ---------------------------------------------------------------------------------------
 // A running service.
 
-/// An `authhost serve` child process, killed if the test ends without stopping it.
+/// An `authhost serve` child process on one listener (see [`crate::service::Service`]).
 struct Service {
-    child: Child,
-    stderr: Arc<Mutex<Vec<String>>>,
-    /// The thread that reads stderr into `stderr`; done once the process has exited.
-    stderr_reader: Option<std::thread::JoinHandle<()>>,
+    process: crate::service::Service,
     addr: String,
 }
 
@@ -54,47 +50,9 @@ impl Service {
     /// Starts `authhost serve --listen LISTEN` on `plugins`, watching them unless `extra`
     /// says `--no-watch`, and waits until it listens.
     fn start_watching(plugins: &Path, listen: &str, extra: &[&str]) -> Service {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_authhost"))
-            .arg("serve")
-            .args(["--listen", listen, "--db", ":memory:"])
-            .args(["--workers", "2", "--timeout-ms", "30000"])
-            .arg("--plugins")
-            .arg(plugins)
-            .args(extra)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("starting authhost serve");
-        let stderr = Arc::new(Mutex::new(Vec::new()));
-        let (announced, listening) = channel();
-        let stderr_reader = {
-            let stderr_lines = stderr.clone();
-            let pipe = child.stderr.take().unwrap();
-            std::thread::spawn(move || {
-                for line in BufReader::new(pipe).lines() {
-                    let Ok(line) = line else { break };
-                    if let Some((_, addr)) = line.split_once("listening on ") {
-                        let addr = addr.split(" (").next().unwrap_or(addr).to_string();
-                        let _ = announced.send(addr);
-                    }
-                    stderr_lines.lock().unwrap().push(line);
-                }
-            })
-        };
-        let addr = match listening.recv_timeout(PATIENCE) {
-            Ok(addr) => addr,
-            Err(_) => {
-                let _ = child.kill();
-                panic!("the service did not start: {:?}", stderr.lock().unwrap());
-            }
-        };
-        Service {
-            child,
-            stderr,
-            stderr_reader: Some(stderr_reader),
-            addr,
-        }
+        let process = crate::service::Service::spawn(plugins, &[listen], extra);
+        let addr = process.addrs[0].clone();
+        Service { process, addr }
     }
 
     /// A connection to a socket service.
@@ -123,23 +81,17 @@ impl Service {
 
     /// The connection of a stdio service: its stdin and stdout. Only once.
     fn stdio(&mut self) -> Conn {
-        let stdout = self.child.stdout.take().expect("stdio taken once");
-        let stdin = self.child.stdin.take().unwrap();
+        let (stdout, stdin) = self.process.take_stdio();
         Conn::new(stdout, stdin)
     }
 
     fn signal(&self, signal: libc::c_int) {
-        // SAFETY: kill(2) takes plain integers; the pid is our own child's.
-        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, signal) };
-        assert_eq!(rc, 0, "kill({signal})");
+        self.process.signal(signal);
     }
 
     /// Waits for the process to exit.
     fn wait(&mut self) -> ExitStatus {
-        let stderr = self.stderr.clone();
-        wait_for_exit(&mut self.child, move || {
-            format!("the service did not exit: {:?}", stderr.lock().unwrap())
-        })
+        self.process.wait()
     }
 
     /// Closes a stdio service's input and returns every answer it writes until it exits
@@ -152,39 +104,12 @@ impl Service {
         while let Ok(answer) = conn.answers.recv_timeout(PATIENCE) {
             answers.push(answer);
         }
-        if let Some(reader) = self.stderr_reader.take() {
-            let _ = reader.join();
-        }
+        self.process.read_all_stderr();
         answers
     }
 
     fn stderr_text(&self) -> String {
-        self.stderr.lock().unwrap().join("\n")
-    }
-}
-
-/// Waits for `child` to exit; past [`PATIENCE`], kills it and panics with `hung()`.
-fn wait_for_exit(child: &mut Child, hung: impl Fn() -> String) -> ExitStatus {
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{}", hung());
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+        self.process.stderr_text()
     }
 }
 

@@ -1,8 +1,10 @@
-//! `authhost serve`: the service of contract §8, with its signals: SIGHUP reopens the
-//! decision log (log rotation) and reloads the plugins; SIGTERM and SIGINT stop taking
-//! requests, answer those in flight, and exit 0.
+//! `authhost serve`: the service of contract §8 (and the HTTP front of §10) on one or more
+//! listeners, with its signals: SIGHUP reopens the decision log (log rotation) and reloads
+//! the plugins; SIGTERM and SIGINT stop every listener taking requests, answer those in
+//! flight, and exit 0.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Context;
 use authhost::decision_log::{DecisionLog, DigestKey};
@@ -15,12 +17,13 @@ use signal_hook::iterator::Signals;
 /// Options of `authhost serve`.
 #[derive(Args)]
 pub struct ServeArgs {
-    /// Where to listen: stdio, unix:PATH or tcp:HOST:PORT (port 0: any free port). TCP is
+    /// Where to listen: stdio, unix:PATH, tcp:HOST:PORT or http:HOST:PORT (port 0: any free
+    /// port). Repeatable: one process serves every listener given. TCP and HTTP are
     /// untrusted: `reload` is refused there.
     #[arg(long, default_value = "stdio")]
-    listen: ListenAddr,
-    /// Allow tcp: on an address beyond loopback (127.0.0.0/8, ::1, localhost): anyone who
-    /// reaches the port can then ask for decisions.
+    listen: Vec<ListenAddr>,
+    /// Allow tcp: and http: on an address beyond loopback (127.0.0.0/8, ::1, localhost):
+    /// anyone who reaches the port can then ask for decisions.
     #[arg(long)]
     expose: bool,
     /// The Unix socket's permission bits, in octal (connecting takes write permission).
@@ -50,6 +53,13 @@ pub struct ServeArgs {
     /// Socket connections served at once; more are sent an error and closed.
     #[arg(long = "max-connections", default_value_t = 1024)]
     max_connections: usize,
+    /// HTTP: milliseconds a connection may take to send a request's headers (counted from
+    /// when it opens or goes idle); slower clients and idle keep-alive connections are closed.
+    #[arg(long = "http-header-timeout-ms", default_value_t = 10_000)]
+    http_header_timeout_ms: u64,
+    /// HTTP: milliseconds after which a WebSocket that receives nothing is closed.
+    #[arg(long = "ws-idle-timeout-ms", default_value_t = 300_000)]
+    ws_idle_timeout_ms: u64,
 }
 
 /// Permission bits in octal: `0660`, `660`, `0o660`.
@@ -69,20 +79,29 @@ fn parse_group(text: &str) -> Result<u32, String> {
 
 /// The usage error in `args`, if any, checked before anything loads (exit 2).
 pub fn usage_error(args: &ServeArgs) -> Option<String> {
-    if args.listen.is_exposed() && !args.expose {
-        return Some(format!(
-            "--listen {} is reachable beyond loopback: add --expose to serve it anyway \
-             (anyone who reaches the port can then ask for decisions), or listen on \
-             127.0.0.1 or a unix: socket",
-            args.listen
-        ));
+    if let Some(exposed) = args.listen.iter().find(|addr| addr.is_exposed()) {
+        if !args.expose {
+            return Some(format!(
+                "--listen {exposed} is reachable beyond loopback: add --expose to serve it \
+                 anyway (anyone who reaches the port can then ask for decisions), or listen \
+                 on 127.0.0.1 or a unix: socket"
+            ));
+        }
     }
     let socket_options_given = args.socket_group.is_some() || args.socket_mode != 0o600;
-    if socket_options_given && !matches!(args.listen, ListenAddr::Unix(_)) {
-        return Some(format!(
-            "--socket-mode and --socket-group apply to a unix: listener, not {}",
-            args.listen
-        ));
+    if socket_options_given && !args.listen.iter().any(|a| matches!(a, ListenAddr::Unix(_))) {
+        return Some(
+            "--socket-mode and --socket-group apply to a unix: listener, and none is given"
+                .to_string(),
+        );
+    }
+    let stdio = args
+        .listen
+        .iter()
+        .filter(|a| **a == ListenAddr::Stdio)
+        .count();
+    if stdio > 1 {
+        return Some("--listen stdio can be given once".to_string());
     }
     None
 }
@@ -108,6 +127,8 @@ pub fn run(host: &Host, args: &ServeArgs) -> anyhow::Result<()> {
     let mut options = ServeOptions::default()
         .max_pending(args.max_pending)
         .max_connections(args.max_connections)
+        .http_header_timeout(Duration::from_millis(args.http_header_timeout_ms.max(1)))
+        .ws_idle_timeout(Duration::from_millis(args.ws_idle_timeout_ms.max(1)))
         .expose(args.expose)
         .socket_mode(args.socket_mode);
     if let Some(gid) = args.socket_group {
@@ -116,14 +137,20 @@ pub fn run(host: &Host, args: &ServeArgs) -> anyhow::Result<()> {
     if let Some(log) = &log {
         options = options.decision_log(log.recorder());
     }
-    let server = Server::bind(host, &args.listen, options)
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    // Every listener is bound before any serves: a bad one stops the start-up.
+    let mut servers = Vec::new();
+    for addr in &args.listen {
+        let server = Server::bind(host, addr, options.clone())
+            .with_context(|| format!("cannot listen on {addr}"))?;
+        servers.push(server);
+    }
+    let stoppers: Vec<_> = servers.iter().map(Server::stopper).collect();
 
-    // Registered before announcing the address, so that a client that sees it can signal.
+    // Registered before announcing the addresses, so that a client that sees one can signal.
     let mut signals =
         Signals::new([SIGHUP, SIGTERM, SIGINT]).context("cannot install signal handlers")?;
-    let stopper = server.stopper();
     let reloading = host.clone();
+    let stop_all = stoppers.clone();
     let reopening = log.as_ref().map(DecisionLog::recorder);
     std::thread::Builder::new()
         .name("authhost-signals".into())
@@ -140,7 +167,7 @@ pub fn run(host: &Host, args: &ServeArgs) -> anyhow::Result<()> {
                     let _ = reloading.reload();
                 } else {
                     log::info!("signal {signal}: stopping");
-                    stopper.stop();
+                    stop_all.iter().for_each(|stopper| stopper.stop());
                 }
             }
         })
@@ -151,20 +178,46 @@ pub fn run(host: &Host, args: &ServeArgs) -> anyhow::Result<()> {
             .context("cannot watch the plugins for hot reload (use --no-watch to serve without)")?;
     }
 
-    if args.listen.is_exposed() {
-        log::warn!(
-            "--expose: {} is reachable beyond loopback; anyone who reaches it can ask for \
-             decisions (user_login checks passwords for them) and read status; reload is \
-             refused there (use a unix: listener or SIGHUP)",
-            server.local_addr()
+    for server in &servers {
+        if server.local_addr().is_exposed() {
+            log::warn!(
+                "--expose: {} is reachable beyond loopback; anyone who reaches it can ask for \
+                 decisions (user_login checks passwords for them) and read status; reload is \
+                 refused there (use a unix: listener or SIGHUP)",
+                server.local_addr()
+            );
+        }
+        log::info!(
+            "listening on {} (generation {})",
+            server.local_addr(),
+            host.status().generation
         );
     }
-    log::info!(
-        "listening on {} (generation {})",
-        server.local_addr(),
-        host.status().generation
-    );
-    server.run().context("the service failed")?;
+    // Each listener on its own thread; when one ends (stdio's input, say) the others stop
+    // too, and every one drains before the process exits.
+    let (ended, first_end) = crossbeam_channel::unbounded();
+    let mut running = Vec::new();
+    for server in servers {
+        let ended = ended.clone();
+        let addr = server.local_addr();
+        let thread = std::thread::Builder::new()
+            .name("authhost-listener".into())
+            .spawn(move || {
+                let result = server.run();
+                let _ = ended.send(());
+                result
+            })
+            .with_context(|| format!("cannot start serving {addr}"))?;
+        running.push((addr, thread));
+    }
+    let _ = first_end.recv();
+    stoppers.iter().for_each(|stopper| stopper.stop());
+    for (addr, thread) in running {
+        match thread.join() {
+            Ok(result) => result.with_context(|| format!("the service on {addr} failed"))?,
+            Err(_) => anyhow::bail!("the service on {addr} panicked"),
+        }
+    }
     host.shutdown();
     if let Some(log) = log {
         let dropped = log.dropped();

@@ -2,11 +2,10 @@
 //! connections, TCP beyond loopback only with `--expose`, a Unix socket's mode and group.
 
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
-use std::process::{Command, Stdio};
 
 use serde_json::{json, Value};
 
-use super::{error_code, login, policy, result, wait_for_exit, Service};
+use super::{error_code, login, policy, result, Service};
 
 #[test]
 fn reload_is_refused_over_tcp_and_allowed_over_a_unix_socket() {
@@ -46,28 +45,9 @@ fn reload_is_refused_over_tcp_and_allowed_over_a_unix_socket() {
     assert_eq!(result(&reloaded)["generation"], 2, "{reloaded}");
 }
 
-/// Runs `authhost serve` with `args`, expecting it to exit by itself; its status code and
-/// stderr.
+/// Runs `authhost serve` on the echo policy with `args`, expecting it to exit by itself.
 fn serve_exit(args: &[&str]) -> (Option<i32>, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_authhost"))
-        .arg("serve")
-        .arg("--plugins")
-        .arg(policy("echo.lua"))
-        .args(["--db", ":memory:", "--workers", "1", "--no-watch"])
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("starting authhost serve");
-    wait_for_exit(&mut child, || {
-        format!("authhost serve {args:?} kept serving")
-    });
-    let output = child.wait_with_output().unwrap();
-    (
-        output.status.code(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+    crate::service::serve_exit(&policy("echo.lua"), args)
 }
 
 #[test]
