@@ -4,10 +4,15 @@
 //! [`Instance`] per engine for the plugin set it last saw, and moves to a newer set before
 //! its next request, so a reload never interrupts a running call.
 //!
-//! Deadlines are enforced three ways, so that a caller never waits past its own: a job found
-//! expired in the queue is answered at once; engines stop their own scripts (Lua's hook); and
-//! a watchdog thread answers and interrupts calls that outlive their deadline (Python blocked
-//! in native code, say).
+//! Every caller has its answer at its deadline, whatever the workers are doing: engines stop
+//! their own scripts (Lua's hook); a watchdog thread answers, at their deadlines, the jobs
+//! still queued and the calls still running, and interrupts the calls (Python); and a worker
+//! still busy [`STUCK_GRACE`] after its call's deadline (Python blocked in native code, say)
+//! is abandoned: its thread is left to finish on its own, answering nothing, and a fresh
+//! thread takes its place, so the pool's capacity comes back. At most
+//! [`ABANDONED_PER_WORKER`] × workers abandoned threads may be alive at once; past that a
+//! stuck worker stays in place, and when every worker is stuck so, requests are refused at
+//! once with an error that says so.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -19,7 +24,7 @@ use crossbeam_utils::CachePadded;
 use crate::args::Args;
 use crate::completion::Completion;
 use crate::config::Config;
-use crate::decision::{DecisionError, ErrorKind, Outcome};
+use crate::decision::{Callback, DecisionError, ErrorKind, Outcome};
 use crate::engine::{Engine, Interrupt};
 use crate::live_set::LiveSet;
 use crate::plugins::PluginSet;
@@ -42,12 +47,33 @@ pub(crate) struct Job {
     pub completion: Completion,
 }
 
+/// How long a worker may stay busy past its call's deadline before it is abandoned and
+/// replaced. Long enough that a script the engine stops at the deadline (Lua's hook, Python's
+/// `PolicyTimeout`) has ended by then on a loaded machine; short enough that the pool's
+/// capacity comes back before most queued requests run out of time.
+pub(crate) const STUCK_GRACE: Duration = Duration::from_millis(100);
+
+/// How many abandoned threads, per worker, may be alive at once. Each holds its interpreters
+/// and its stack until its call ends; the bound keeps a policy that gets stuck on every
+/// request from growing the process without limit.
+pub(crate) const ABANDONED_PER_WORKER: usize = 4;
+
 /// A call a worker is running, visible to the watchdog.
 struct Running {
     ticket: u64,
+    /// Which thread serves this worker slot (a replacement gets a new number).
+    incarnation: u64,
     deadline: Instant,
-    completion: Completion,
+    /// Taken by whoever answers first: the worker, or the watchdog at the deadline, which
+    /// leaves the rest in the slot to see whether the worker gets stuck.
+    completion: Option<Completion>,
     interrupt: Option<Arc<dyn Interrupt>>,
+    callback: Callback,
+    /// The plugin running the call, once routed (for the log when the worker gets stuck).
+    plugin: Option<Arc<str>>,
+    /// The worker is stuck past the grace but the bound on abandoned threads kept it from
+    /// being replaced (counted in [`Shared::unreplaced`]).
+    unreplaced: bool,
 }
 
 /// State shared by the pool's handle, its workers and its watchdog.
@@ -62,7 +88,13 @@ struct Shared {
     /// neighbour's cache line while doing so.
     running: Box<[CachePadded<Mutex<Option<Running>>>]>,
     handles: Mutex<Vec<JoinHandle<()>>>,
+    /// Worker threads serving a slot (abandoned ones are counted by `counters`).
     live_workers: Mutex<usize>,
+    /// Numbers for worker threads, so that an abandoned one knows its slot is not its own.
+    incarnations: std::sync::atomic::AtomicU64,
+    /// Workers stuck past the grace and not replaced, the bound on abandoned threads being
+    /// reached; when it equals the number of workers, requests are refused at once.
+    unreplaced: std::sync::atomic::AtomicUsize,
     workers_gone: Condvar,
     closing: AtomicBool,
     watchdog_stop: AtomicBool,
@@ -94,6 +126,8 @@ impl Pool {
                 .collect(),
             handles: Mutex::new(Vec::new()),
             live_workers: Mutex::new(0),
+            incarnations: std::sync::atomic::AtomicU64::new(0),
+            unreplaced: std::sync::atomic::AtomicUsize::new(0),
             workers_gone: Condvar::new(),
             closing: AtomicBool::new(false),
             watchdog_stop: AtomicBool::new(false),
@@ -141,22 +175,35 @@ impl Pool {
         self.shared.running.len()
     }
 
-    /// Queues a job, or answers it at once with `error` when the queue is full or the pool
-    /// is shutting down. Never blocks.
+    /// Queues a job, or answers it at once with `error` when the queue is full, every worker
+    /// is stuck beyond replacement or the pool is shutting down. Never blocks.
     #[inline]
     pub fn submit(&self, job: Job) {
-        if self.shared.closing.load(Ordering::Acquire) {
-            return self
-                .shared
-                .refuse(job.completion, ErrorKind::ShuttingDown, SHUTTING_DOWN);
+        let shared = &self.shared;
+        if shared.closing.load(Ordering::Acquire) {
+            return shared.refuse(job.completion, ErrorKind::ShuttingDown, SHUTTING_DOWN);
         }
-        if let Some(job) = self.shared.queue.submit(job) {
+        if shared.unreplaced.load(Ordering::Relaxed) >= shared.running.len() {
+            let message = format!(
+                "overloaded: every worker is stuck in a call past its deadline, and {} abandoned \
+                 worker threads, the most allowed, are still running; see the log",
+                shared.abandoned_bound()
+            );
+            return shared.refuse(job.completion, ErrorKind::Overloaded, message);
+        }
+        let deadline = job.deadline;
+        if let Some(job) = shared.queue.submit(job) {
             let message = format!(
                 "overloaded: all {} queue places are taken",
                 self.shared.queue_capacity
             );
-            self.shared
-                .refuse(job.completion, ErrorKind::Overloaded, message)
+            return shared.refuse(job.completion, ErrorKind::Overloaded, message);
+        }
+        // The watchdog answers queued jobs at their deadlines too: wake it if it sleeps past
+        // this one's (once per busy spell: later jobs are due later).
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if shared.alarm.must_wake_for(deadline) {
+            shared.alarm.wake();
         }
     }
 
@@ -190,7 +237,7 @@ impl Pool {
         }
         // When every worker has signed off, the threads are only dropping their interpreters
         // and plugin set: join them, so that a dropped host has freed its sets when drop returns.
-        let all_gone = *live == 0;
+        let all_gone = *live == 0 && self.shared.counters.abandoned_live() == 0;
         drop(live);
         let handles = std::mem::take(
             &mut *self
@@ -230,6 +277,11 @@ impl Drop for Pool {
 const SHUTTING_DOWN: &str = "the host is shutting down";
 
 impl Shared {
+    /// The most abandoned worker threads alive at once.
+    fn abandoned_bound(&self) -> usize {
+        ABANDONED_PER_WORKER * self.running.len()
+    }
+
     /// Answers a job that no plugin will see, counting it.
     fn refuse(&self, completion: Completion, kind: ErrorKind, message: impl Into<String>) {
         let callback = completion.callback();

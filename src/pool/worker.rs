@@ -1,9 +1,11 @@
 //! A worker thread: takes jobs from the queue, keeps its interpreters on the live plugin set,
 //! runs each call inside the request's database scope, and maps what came back to a decision.
 //! A worker that panics answers its request `error` and hands its end of the queue to a
-//! fresh thread.
+//! fresh thread. A worker the watchdog abandoned (stuck past its deadline) finds, when its
+//! call ends, that its running slot is no longer its own, and ends without answering.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -14,6 +16,7 @@ use crate::engine::{Call, Engine, Instance};
 use crate::plugins::PluginSet;
 use crate::script_api::db::{Database, RequestScope};
 
+/// Starts a worker thread serving `local`'s slot.
 pub(super) fn spawn_worker(shared: &Arc<Shared>, local: Local) {
     let index = local.index();
     *shared
@@ -21,6 +24,7 @@ pub(super) fn spawn_worker(shared: &Arc<Shared>, local: Local) {
         .lock()
         .unwrap_or_else(|e| e.into_inner()) += 1;
     let for_thread = shared.clone();
+    let incarnation = shared.incarnations.fetch_add(1, Ordering::Relaxed);
     let handle = std::thread::Builder::new()
         .name(format!("authhost-worker-{index}"))
         .spawn(move || {
@@ -29,20 +33,31 @@ pub(super) fn spawn_worker(shared: &Arc<Shared>, local: Local) {
             let mut worker = Worker {
                 shared: for_thread,
                 index,
+                incarnation,
                 local: Some(local),
                 state: None,
                 failed_generation: None,
                 tickets: 0,
                 db,
             };
-            within_engines(&engines, &mut || worker.run());
-            let mut live = worker
-                .shared
-                .live_workers
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            *live -= 1;
-            worker.shared.workers_gone.notify_all();
+            let mut ended = Ended::Stopped;
+            within_engines(&engines, &mut || ended = worker.run());
+            let shared = &worker.shared;
+            match ended {
+                // The watchdog took it off the live workers when it abandoned it.
+                Ended::Abandoned => {
+                    log::info!("an abandoned worker's call ended; its thread ends too");
+                    shared.counters.abandoned_ended();
+                }
+                Ended::Stopped => {
+                    let mut live = shared
+                        .live_workers
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner());
+                    *live -= 1;
+                    shared.workers_gone.notify_all();
+                }
+            }
         });
     match handle {
         Ok(handle) => shared
@@ -58,6 +73,15 @@ pub(super) fn spawn_worker(shared: &Arc<Shared>, local: Local) {
                 .unwrap_or_else(|e| e.into_inner()) -= 1;
         }
     }
+}
+
+/// How a worker thread's service ended.
+enum Ended {
+    /// It took its stop message, or handed its slot to a fresh thread after a panic.
+    Stopped,
+    /// The watchdog abandoned it while it was stuck in a call, and another thread serves its
+    /// slot: it must not touch the slot or the queue again.
+    Abandoned,
 }
 
 /// Runs `body` inside every engine's per-thread set-up, innermost last.
@@ -80,6 +104,8 @@ struct WorkerState {
 struct Worker {
     shared: Arc<Shared>,
     index: usize,
+    /// This thread's number, in the running slot while it runs a call.
+    incarnation: u64,
     /// This worker's end of the queue; `None` once handed to its replacement.
     local: Option<Local>,
     state: Option<WorkerState>,
@@ -90,9 +116,9 @@ struct Worker {
 }
 
 impl Worker {
-    fn run(&mut self) {
+    fn run(&mut self) -> Ended {
         let Some(mut local) = self.local.take() else {
-            return;
+            return Ended::Stopped;
         };
         // Cloned once, not per request: the count is shared by every worker.
         let shared = self.shared.clone();
@@ -100,25 +126,37 @@ impl Worker {
             // Nothing queued: let go of what the instances and the database hold between
             // calls before sleeping on the queue.
             let Some(job) = shared.queue.next(&mut local, &mut || self.idle_instances()) else {
-                return self.idle_instances();
+                self.idle_instances();
+                return Ended::Stopped;
             };
-            let served = catch_unwind(AssertUnwindSafe(|| self.serve(job)));
-            if let Err(panic) = served {
-                let message = panic_message(&panic);
-                log::error!("worker {} failed: {message}; replacing it", self.index);
-                if let Some(running) = self.running().take() {
-                    self.shared.refuse(
-                        running.completion,
-                        ErrorKind::WorkerFailed,
-                        format!("the worker failed: {message}"),
-                    );
+            match catch_unwind(AssertUnwindSafe(|| self.serve(job))) {
+                Ok(Served::Done) => {}
+                Ok(Served::Abandoned) => {
+                    // Its deque was emptied and replaced when it was abandoned.
+                    drop(local);
+                    return Ended::Abandoned;
                 }
-                // The interpreters may be half-way through something: start afresh on a new
-                // thread rather than reuse them.
-                let state = self.state.take();
-                let _ = catch_unwind(AssertUnwindSafe(move || drop(state)));
-                spawn_worker(&self.shared, local);
-                return;
+                Err(panic) => {
+                    let message = panic_message(&panic);
+                    let Ok(running) = self.take_running() else {
+                        log::error!("abandoned worker {} failed: {message}", self.index);
+                        return Ended::Abandoned;
+                    };
+                    log::error!("worker {} failed: {message}; replacing it", self.index);
+                    if let Some(completion) = running.and_then(|r| r.completion) {
+                        self.shared.refuse(
+                            completion,
+                            ErrorKind::WorkerFailed,
+                            format!("the worker failed: {message}"),
+                        );
+                    }
+                    // The interpreters may be half-way through something: start afresh on a
+                    // new thread rather than reuse them.
+                    let state = self.state.take();
+                    let _ = catch_unwind(AssertUnwindSafe(move || drop(state)));
+                    spawn_worker(&self.shared, local);
+                    return Ended::Stopped;
+                }
             }
         }
     }
@@ -136,7 +174,38 @@ impl Worker {
             .unwrap_or_else(|e| e.into_inner())
     }
 
-    fn serve(&mut self, job: Job) {
+    /// Takes this thread's call out of its running slot: `Ok(None)` when it has none, `Err`
+    /// when the slot is no longer this thread's (the watchdog abandoned it).
+    fn take_running(&self) -> Result<Option<Running>, Abandoned> {
+        let mut running = self.running();
+        match &*running {
+            Some(call) if call.incarnation == self.incarnation => {
+                let call = running.take();
+                if call.as_ref().is_some_and(|c| c.unreplaced) {
+                    self.shared.unreplaced.fetch_sub(1, Ordering::AcqRel);
+                }
+                Ok(call)
+            }
+            Some(_) => Err(Abandoned),
+            None => Err(Abandoned),
+        }
+    }
+
+    /// Takes the request back from the running slot to answer it without a plugin.
+    fn refuse(&self, kind: ErrorKind, message: impl Into<String>) -> Served {
+        match self.take_running() {
+            Ok(running) => {
+                // None: the watchdog answered it already.
+                if let Some(completion) = running.and_then(|r| r.completion) {
+                    self.shared.refuse(completion, kind, message);
+                }
+                Served::Done
+            }
+            Err(Abandoned) => Served::Abandoned,
+        }
+    }
+
+    fn serve(&mut self, job: Job) -> Served {
         let Job {
             args,
             deadline,
@@ -145,44 +214,55 @@ impl Worker {
         let callback = completion.callback();
         if Instant::now() >= deadline {
             let message = timeout_message(self.shared.config.timeout);
-            return self.shared.refuse(completion, ErrorKind::Timeout, message);
+            self.shared.refuse(completion, ErrorKind::Timeout, message);
+            return Served::Done;
+        }
+        self.tickets += 1;
+        let ticket = self.tickets;
+        // Published before anything else runs, building interpreters included, so that the
+        // watchdog answers this request at its deadline whatever this thread does.
+        let wake_watchdog = {
+            let mut running = self.running();
+            *running = Some(Running {
+                ticket,
+                incarnation: self.incarnation,
+                deadline,
+                completion: Some(completion),
+                interrupt: None,
+                callback,
+                plugin: None,
+                unreplaced: false,
+            });
+            self.shared.alarm.must_wake_for(deadline)
+        };
+        if wake_watchdog {
+            self.shared.alarm.wake();
         }
         self.follow_live_set();
         let Some(state) = self.state.as_mut() else {
-            return self.shared.refuse(
-                completion,
+            return self.refuse(
                 ErrorKind::WorkerFailed,
                 "the worker could not build its interpreters; see the log",
             );
         };
         let Some(route) = state.set.route(callback) else {
             let message = format!("no plugin defines {callback}");
-            return self
-                .shared
-                .refuse(completion, ErrorKind::MissingCallback, message);
+            return self.refuse(ErrorKind::MissingCallback, message);
         };
-        self.tickets += 1;
-        let ticket = self.tickets;
         for (index, other) in state.instances.iter_mut().enumerate() {
             if index != route.engine {
                 other.idle();
             }
         }
         let instance = &mut state.instances[route.engine];
-        let wake_watchdog = {
+        {
             let mut running = self.shared.running[self.index]
                 .lock()
                 .unwrap_or_else(|e| e.into_inner());
-            *running = Some(Running {
-                ticket,
-                deadline,
-                completion,
-                interrupt: instance.interrupter(),
-            });
-            self.shared.alarm.must_wake_for(deadline)
-        };
-        if wake_watchdog {
-            self.shared.alarm.wake();
+            if let Some(call) = running.as_mut() {
+                call.interrupt = instance.interrupter();
+                call.plugin = Some(state.plugin_names[route.info].clone());
+            }
         }
         // The scope gives SQLite the deadline and rolls back a transaction the call left open;
         // its read snapshot may serve the next requests (released in `idle_instances`).
@@ -196,17 +276,31 @@ impl Worker {
             ticket,
         });
         drop(request);
-        let running = self.shared.running[self.index]
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
+        let running = {
+            let mut slot = self.shared.running[self.index]
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            match &*slot {
+                Some(call) if call.incarnation == self.incarnation => slot.take(),
+                // Abandoned while stuck in this call: its caller had its answer, another thread
+                // serves this slot now, and this one only ends.
+                _ => return Served::Abandoned,
+            }
+        };
+        let Some(running) = running else {
+            return Served::Abandoned;
+        };
+        if running.unreplaced {
+            self.shared.unreplaced.fetch_sub(1, Ordering::AcqRel);
+        }
         // None: the watchdog answered at the deadline, and this late result goes nowhere.
-        let Some(running) = running else { return };
+        let Some(completion) = running.completion else {
+            return Served::Done;
+        };
         let decision = match returned {
             Ok(value) => Decision::from_return(callback, &value),
             Err(error) => Decision::error(callback, error),
         };
-        let completion = running.completion;
         let outcome = Outcome {
             decision,
             plugin: Some(state.plugin_names[route.info].clone()),
@@ -217,6 +311,7 @@ impl Worker {
             .counters
             .record(self.index, callback, &outcome.decision);
         completion.complete(outcome);
+        Served::Done
     }
 
     /// Moves this worker to the live plugin set if it changed since the last request.
@@ -260,6 +355,17 @@ impl Worker {
         }
     }
 }
+
+/// How one request went for the worker.
+enum Served {
+    /// Answered (or left to the watchdog's answer): on to the next.
+    Done,
+    /// The watchdog abandoned this thread while it ran the call.
+    Abandoned,
+}
+
+/// The running slot is no longer this thread's: the watchdog abandoned it.
+struct Abandoned;
 
 fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
     if let Some(s) = panic.downcast_ref::<&str>() {
