@@ -138,6 +138,7 @@ impl Prepared for PreparedPython {
             interrupt: Arc::new(TargetInterrupt(target.clone())),
             target,
             timeout: config.timeout,
+            confine_sql: config.confine_python_sql,
             _db: Database::at(&config.db_location()),
             held: None,
         }))
@@ -152,6 +153,8 @@ struct PythonInstance {
     target: Arc<Target>,
     interrupt: Arc<dyn Interrupt>,
     timeout: Duration,
+    /// Whether this host confines Python policies' SQL (`Config::confine_python_sql`).
+    confine_sql: bool,
     /// This thread's database connection, kept open across generations while the worker
     /// has an instance; `authhost.db` reaches it through the request's scope.
     _db: Database,
@@ -238,6 +241,7 @@ impl Instance for PythonInstance {
         // Re-attaches on this thread's own thread state; the GIL is already this thread's.
         let answer = Python::attach(|py| {
             let _scope = PluginScope::enter(self.tags[call.plugin].clone());
+            let _confined = load::confined_sql(self.confine_sql);
             // Everything that can run policy code stays inside the call's interruptible span:
             // the call, but also reading what came back, an exception's `__str__` and the
             // `__del__` of the objects it returned, which would otherwise run unwatched.
