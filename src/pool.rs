@@ -337,8 +337,112 @@ mod tests {
         }
     }
 
+    /// An engine whose calls with the argument "block" wait until the test lets them go, like
+    /// Python blocked in native code: nothing interrupts them.
+    #[derive(Clone, Default)]
+    struct BlockingEngine {
+        gate: Arc<(Mutex<bool>, Condvar)>,
+    }
+
+    impl BlockingEngine {
+        fn open(&self) {
+            *self.gate.0.lock().unwrap() = true;
+            self.gate.1.notify_all();
+        }
+    }
+
+    impl Engine for BlockingEngine {
+        fn language(&self) -> Language {
+            Language::Lua
+        }
+        fn prepare(&self, _: Vec<PluginSource>, _: &Config) -> Result<Arc<dyn Prepared>, Error> {
+            Ok(Arc::new(self.clone()))
+        }
+    }
+
+    impl Prepared for BlockingEngine {
+        fn callbacks(&self) -> Vec<Vec<Callback>> {
+            vec![vec![Callback::UserLogin]]
+        }
+        fn instantiate(&self, _: &Config) -> Result<Box<dyn Instance>, Error> {
+            Ok(Box::new(self.clone()))
+        }
+    }
+
+    impl Instance for BlockingEngine {
+        fn call(&mut self, call: Call<'_>) -> Result<ScriptValue, DecisionError> {
+            if call.args[0] == "block" {
+                let open = self.gate.0.lock().unwrap();
+                drop(self.gate.1.wait_while(open, |open| !*open).unwrap());
+            }
+            Ok(ScriptValue::Int(7))
+        }
+    }
+
+    /// Waits (20 s at most) until `done` holds.
+    fn until(what: &str, done: impl Fn() -> bool) {
+        let give_up = Instant::now() + Duration::from_secs(20);
+        while !done() {
+            assert!(Instant::now() < give_up, "never: {what}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    #[test]
+    fn stuck_workers_are_replaced_up_to_the_bound_then_requests_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("p.lua");
+        std::fs::write(&file, "").unwrap();
+        let config = Config {
+            plugins: file,
+            workers: 1,
+            timeout: Duration::from_millis(100),
+            ..Config::default()
+        };
+        let engine = BlockingEngine::default();
+        let engines: Vec<Arc<dyn Engine>> = vec![Arc::new(engine.clone())];
+        let set = Arc::new(PluginSet::load(&engines, &config, 1).unwrap());
+        let pool = Pool::start(config, engines, set);
+        let replaced = || pool.counters_json()["workers_replaced"].as_u64().unwrap();
+        let bound = ABANDONED_PER_WORKER as u64;
+        for stuck in 1..=bound {
+            let error = ask(&pool, "block").decision.error_cause().cloned().unwrap();
+            assert_eq!(error.kind, ErrorKind::Timeout);
+            until("the stuck worker is replaced", || replaced() == stuck);
+        }
+        assert_eq!(pool.counters_json()["workers_abandoned_live"], bound);
+        // One more stuck worker: the bound is reached, it is not replaced, and with no worker
+        // left requests are refused at once, saying why.
+        assert_eq!(
+            ask(&pool, "block").decision.error_cause().unwrap().kind,
+            ErrorKind::Timeout
+        );
+        until("the last stuck worker is left in place", || {
+            pool.shared.unreplaced.load(Ordering::Acquire) == 1
+        });
+        let refused = ask(&pool, "fine").decision.error_cause().cloned().unwrap();
+        assert_eq!(refused.kind, ErrorKind::Overloaded);
+        assert!(
+            refused
+                .message
+                .contains("abandoned worker threads, the most allowed"),
+            "{}",
+            refused.message
+        );
+        assert_eq!(replaced(), bound);
+        // Their calls end: the abandoned threads end without answering, the one left in place
+        // serves again.
+        engine.open();
+        until("the abandoned threads end", || {
+            pool.counters_json()["workers_abandoned_live"] == 0
+                && pool.shared.unreplaced.load(Ordering::Acquire) == 0
+        });
+        assert_eq!(ask(&pool, "fine").user(), Some(&UserDecision::UserId(7)));
+        pool.shutdown();
+    }
+
     fn ask(pool: &Pool, arg: &str) -> Outcome {
-        let timeout = Duration::from_secs(20);
+        let timeout = pool.shared.config.timeout;
         let submitted = Instant::now();
         let (waiter, completion) = Waiter::new(Callback::UserLogin, submitted);
         pool.submit(Job {
