@@ -141,36 +141,57 @@ impl Queue {
                     None => {}
                 }
             }
-            if let Some(job) = local.deque.pop() {
-                return Some(job);
-            }
-            if local.stopping {
-                return None;
-            }
-            if let Some(job) = self.take_run(local) {
-                return Some(job);
-            }
-            if local.stopping {
-                return None;
-            }
-            if let Some(job) = self.steal(local) {
-                return Some(job);
-            }
+            let taken = match local.deque.pop() {
+                Some(job) => Some(job),
+                None if local.stopping => return None,
+                None => match self.take_run(local) {
+                    Some(job) => Some(job),
+                    None if local.stopping => return None,
+                    None => self.steal(local),
+                },
+            };
+            let job = match taken {
+                Some(job) => job,
+                None => {
+                    if self.lane_len.load(Ordering::Acquire) != 0 {
+                        continue;
+                    }
+                    before_sleep();
+                    crossbeam_channel::select! {
+                        recv(self.receiver) -> message => match message {
+                            Ok(Message::Job(job)) => job,
+                            Ok(Message::Stop) | Err(_) => {
+                                local.stopping = true;
+                                return None;
+                            }
+                        },
+                        recv(self.rings) -> _ => continue,
+                    }
+                }
+            };
+            // The watchdog moved an older job to the lane while this one was being taken:
+            // serve them in deadline order.
             if self.lane_len.load(Ordering::Acquire) != 0 {
+                self.to_lane(job);
                 continue;
             }
-            before_sleep();
-            crossbeam_channel::select! {
-                recv(self.receiver) -> message => match message {
-                    Ok(Message::Job(job)) => return Some(job),
-                    Ok(Message::Stop) | Err(_) => {
-                        local.stopping = true;
-                        return None;
-                    }
-                },
-                recv(self.rings) -> _ => continue,
-            }
+            return Some(job);
         }
+    }
+
+    /// Marks the lane as about to get jobs, before taking any from the channel or a deque
+    /// (with the lane locked): a worker that takes a later job meanwhile then sees the lane
+    /// is not empty, and waits on its lock to put its job in order (the channel's and the
+    /// deques' own synchronization orders this mark before the worker's take).
+    fn moving(&self, lane: &VecDeque<Message>) {
+        self.lane_len.store(lane.len() + 1, Ordering::SeqCst);
+    }
+
+    /// Puts `job` in the lane in deadline order.
+    fn to_lane(&self, job: Job) {
+        let mut lane = self.lane();
+        insert_by_deadline(&mut lane, job);
+        self.lane_len.store(lane.len(), Ordering::Release);
     }
 
     fn lane(&self) -> MutexGuard<'_, VecDeque<Message>> {
@@ -236,6 +257,7 @@ impl Queue {
     pub fn expire(&self, now: Instant, expired: &mut dyn FnMut(Job)) -> Option<Instant> {
         let mut lane = self.lane();
         let before = lane.len();
+        self.moving(&lane);
         while let Some(Message::Job(job)) = lane.front() {
             if job.deadline > now {
                 break;
@@ -295,6 +317,7 @@ impl Queue {
         };
         let stealer = stealer.load();
         let mut lane = self.lane();
+        self.moving(&lane);
         let mut moved = false;
         loop {
             match stealer.steal() {
