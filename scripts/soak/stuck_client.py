@@ -40,6 +40,8 @@ def read():
             if key in answers:
                 extra.append(key)
             answers[key] = answer
+            if key == "status":
+                continue
             result = answer.get("result", {})
             name = result.get("decision", "rpc_error") if isinstance(result, dict) else "status"
             decisions[name] = decisions.get(name, 0) + 1
@@ -64,7 +66,6 @@ while "status" not in answers and time.monotonic() < give_up + 5:
     time.sleep(0.05)
 done.set()
 status = answers.pop("status", {}).get("result", {})
-decisions.pop("status", None)
 counters = status.get("counters", {})
 print(json.dumps({
     "stuck_sent": sent,
