@@ -69,8 +69,10 @@ struct Running {
     completion: Option<Completion>,
     interrupt: Option<Arc<dyn Interrupt>>,
     callback: Callback,
-    /// The plugin running the call, once routed (for the log when the worker gets stuck).
-    plugin: Option<Arc<str>>,
+    /// The plugin running the call, once routed, as its set's generation and its index in
+    /// the set (for the log when the worker gets stuck; a name would cost a reference count
+    /// per request).
+    plugin: Option<(u64, usize)>,
     /// The worker is stuck past the grace but the bound on abandoned threads kept it from
     /// being replaced (counted in [`Shared::unreplaced`]).
     unreplaced: bool,
@@ -277,6 +279,18 @@ impl Drop for Pool {
 const SHUTTING_DOWN: &str = "the host is shutting down";
 
 impl Shared {
+    /// The file of `plugin` (a generation and an index in that set), for the log.
+    fn plugin_name(&self, plugin: Option<(u64, usize)>) -> String {
+        let Some((generation, index)) = plugin else {
+            return "(no plugin yet)".into();
+        };
+        let set = self.live.current();
+        match set.plugins().get(index) {
+            Some(info) if set.generation() == generation => info.file.display().to_string(),
+            _ => format!("plugin {index} of generation {generation}"),
+        }
+    }
+
     /// The most abandoned worker threads alive at once.
     fn abandoned_bound(&self) -> usize {
         ABANDONED_PER_WORKER * self.running.len()

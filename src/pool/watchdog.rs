@@ -146,7 +146,6 @@ fn look_at(
         return Some(Found::Expired(Running {
             completion: call.completion.take(),
             interrupt: call.interrupt.clone(),
-            plugin: None,
             ..*call
         }));
     }
@@ -171,7 +170,7 @@ fn look_at(
             "a worker is stuck in {} of {} past its deadline, and {} abandoned worker threads, \
              the most allowed, are still running: it is not replaced{}",
             call.callback,
-            call.plugin.as_deref().unwrap_or("(no plugin yet)"),
+            shared.plugin_name(call.plugin),
             shared.abandoned_bound(),
             if shared.unreplaced.load(Ordering::Acquire) >= shared.running.len() {
                 "; no worker is left, and requests are refused until one is"
@@ -191,7 +190,7 @@ fn replace(shared: &Arc<Shared>, index: usize, call: &Running) {
         "worker {index} is still running {} of {} {} ms after its deadline: abandoning its \
          thread and starting a fresh one ({} abandoned threads running, at most {})",
         call.callback,
-        call.plugin.as_deref().unwrap_or("(no plugin yet)"),
+        shared.plugin_name(call.plugin),
         STUCK_GRACE.as_millis(),
         shared.counters.abandoned_live(),
         shared.abandoned_bound(),

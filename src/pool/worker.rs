@@ -191,6 +191,25 @@ impl Worker {
         }
     }
 
+    /// Answers a request no plugin will run: from the slot if it was published, else
+    /// directly.
+    fn refuse_unserved(
+        &self,
+        unpublished: Option<Running>,
+        kind: ErrorKind,
+        message: impl Into<String>,
+    ) -> Served {
+        match unpublished {
+            None => self.refuse(kind, message),
+            Some(running) => {
+                if let Some(completion) = running.completion {
+                    self.shared.refuse(completion, kind, message);
+                }
+                Served::Done
+            }
+        }
+    }
+
     /// Takes the request back from the running slot to answer it without a plugin.
     fn refuse(&self, kind: ErrorKind, message: impl Into<String>) -> Served {
         match self.take_running() {
@@ -219,35 +238,32 @@ impl Worker {
         }
         self.tickets += 1;
         let ticket = self.tickets;
-        // Published before anything else runs, building interpreters included, so that the
-        // watchdog answers this request at its deadline whatever this thread does.
-        let wake_watchdog = {
-            let mut running = self.running();
-            *running = Some(Running {
-                ticket,
-                incarnation: self.incarnation,
-                deadline,
-                completion: Some(completion),
-                interrupt: None,
-                callback,
-                plugin: None,
-                unreplaced: false,
-            });
-            self.shared.alarm.must_wake_for(deadline)
-        };
-        if wake_watchdog {
-            self.shared.alarm.wake();
+        // Building interpreters for a new plugin set runs plugin code: publish the request
+        // first then, so that the watchdog answers it at its deadline whatever happens. In the
+        // steady state it is published once, below, with everything (one lock per request).
+        let mut unpublished = Some(Running {
+            ticket,
+            incarnation: self.incarnation,
+            deadline,
+            completion: Some(completion),
+            interrupt: None,
+            callback,
+            plugin: None,
+            unreplaced: false,
+        });
+        if self.must_follow_live_set() {
+            if let Some(running) = unpublished.take() {
+                publish(&self.shared, self.index, running);
+            }
+            self.follow_live_set();
         }
-        self.follow_live_set();
         let Some(state) = self.state.as_mut() else {
-            return self.refuse(
-                ErrorKind::WorkerFailed,
-                "the worker could not build its interpreters; see the log",
-            );
+            let message = "the worker could not build its interpreters; see the log";
+            return self.refuse_unserved(unpublished, ErrorKind::WorkerFailed, message);
         };
         let Some(route) = state.set.route(callback) else {
             let message = format!("no plugin defines {callback}");
-            return self.refuse(ErrorKind::MissingCallback, message);
+            return self.refuse_unserved(unpublished, ErrorKind::MissingCallback, message);
         };
         for (index, other) in state.instances.iter_mut().enumerate() {
             if index != route.engine {
@@ -255,13 +271,21 @@ impl Worker {
             }
         }
         let instance = &mut state.instances[route.engine];
-        {
-            let mut running = self.shared.running[self.index]
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            if let Some(call) = running.as_mut() {
-                call.interrupt = instance.interrupter();
-                call.plugin = Some(state.plugin_names[route.info].clone());
+        let plugin = Some((state.set.generation(), route.info));
+        match unpublished {
+            Some(mut running) => {
+                running.interrupt = instance.interrupter();
+                running.plugin = plugin;
+                publish(&self.shared, self.index, running);
+            }
+            None => {
+                let mut slot = self.shared.running[self.index]
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
+                if let Some(call) = slot.as_mut() {
+                    call.interrupt = instance.interrupter();
+                    call.plugin = plugin;
+                }
             }
         }
         // The scope gives SQLite the deadline and rolls back a transaction the call left open;
@@ -314,13 +338,19 @@ impl Worker {
         Served::Done
     }
 
-    /// Moves this worker to the live plugin set if it changed since the last request.
-    fn follow_live_set(&mut self) {
+    /// Whether the live plugin set changed since this worker last built its interpreters.
+    fn must_follow_live_set(&self) -> bool {
         let generation = self.shared.live.generation();
         let current = self.state.as_ref().map(|s| s.set.generation());
-        if current == Some(generation) || self.failed_generation == Some(generation) {
+        current != Some(generation) && self.failed_generation != Some(generation)
+    }
+
+    /// Moves this worker to the live plugin set if it changed since the last request.
+    fn follow_live_set(&mut self) {
+        if !self.must_follow_live_set() {
             return;
         }
+        let current = self.state.as_ref().map(|s| s.set.generation());
         let set = self.shared.live.current();
         let generation = set.generation();
         let instances: Result<Vec<_>, _> = set
@@ -353,6 +383,22 @@ impl Worker {
                 self.failed_generation = Some(generation);
             }
         }
+    }
+}
+
+/// Puts `running` in worker `index`'s slot for the watchdog, waking it if the call is due
+/// sooner than it means to look.
+fn publish(shared: &Shared, index: usize, running: Running) {
+    let deadline = running.deadline;
+    let wake_watchdog = {
+        let mut slot = shared.running[index]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        *slot = Some(running);
+        shared.alarm.must_wake_for(deadline)
+    };
+    if wake_watchdog {
+        shared.alarm.wake();
     }
 }
 
