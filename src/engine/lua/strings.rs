@@ -316,3 +316,121 @@ fn expand(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+    use std::rc::Rc;
+    use std::time::{Duration, Instant};
+
+    use mlua::{Lua, Table};
+
+    use super::super::Clock;
+
+    /// Formats what an expression returns (or that it raised), the same in both interpreters.
+    const DUMP: &str = r#"
+local function dump(ok, ...)
+  if not ok then return "error" end
+  local t = table.pack(...)
+  local out = {}
+  for i = 1, t.n do out[#out + 1] = math.type(t[i]) or type(t[i]); out[#out + 1] = tostring(t[i]) end
+  return table.concat(out, "|")
+end
+return function(f) return dump(pcall(f)) end
+"#;
+
+    /// Every case is run with Lua's own functions and with ours: the results must be equal.
+    const CASES: &[&str] = &[
+        r#"string.find("hello world", "o w")"#,
+        r#"string.find("hello world", "o", 6)"#,
+        r#"string.find("hello", "l", -2)"#,
+        r#"string.find("hello", "l", 0)"#,
+        r#"string.find("hello", "l", -100)"#,
+        r#"string.find("hello", "", 10)"#,
+        r#"string.find("hello", "", 6)"#,
+        r#"string.find("a.b", ".", 1, true)"#,
+        r#"string.find("a+b", "+", 1, true)"#,
+        r#"string.find("hello", "^h(.-)o$")"#,
+        r#"string.find("hello", "^e")"#,
+        r#"string.find("abcabc", "()b()")"#,
+        r#"string.find(12345, 3)"#,
+        r#"string.match("key = value", "(%w+)%s*=%s*(%w+)")"#,
+        r#"string.match("  trim me  ", "^%s*(.-)%s*$")"#,
+        r#"string.match("THE (quick) fox", "%((%a+)%)")"#,
+        r#"string.match("x = f(a(b)c) + 1", "%b()")"#,
+        r#"string.match("THE (quick) fox", "%f[%a]%a+%f[%A]", 5)"#,
+        r#"string.match("hello hello", "(h%a+) %1")"#,
+        r#"string.match("2024-01-31", "^(%d+)-(%d%d)-(%d%d)$")"#,
+        r#"string.match("a]b", "[]]")"#,
+        r#"string.match("a-b", "[a-]+")"#,
+        r#"string.match("x9_", "[^%a]+")"#,
+        r#"string.match("\v\t x", "%s+")"#,
+        r#"string.match("café", "[\128-\255]+")"#,
+        r#"string.match("abc", "()")"#,
+        r#"string.match("abc", "a?b?c?d?")"#,
+        r#"string.match("aaa", "a-$")"#,
+        r#"string.match("[[x]]", "%[(%b[])%]")"#,
+        r#"string.match("abc", "%")"#,
+        r#"string.match("abc", "[a")"#,
+        r#"string.match("abc", "(a")"#,
+        r#"string.match("abc", "a)")"#,
+        r#"string.match("abc", "%1")"#,
+        r#"string.match("abc", "%b")"#,
+        r#"string.match("abc", "%fa")"#,
+        r#"string.gsub("hello world", "o", "0")"#,
+        r#"string.gsub("hello world", "(%w+)", "<%1>")"#,
+        r#"string.gsub("hello world", "%w+", "%0 %0", 1)"#,
+        r#"string.gsub("abc", "%w*", "-")"#,
+        r#"string.gsub("abc", "", "-")"#,
+        r#"string.gsub("abc", "^", ">")"#,
+        r#"string.gsub("hello", "l+", "%%")"#,
+        r#"string.gsub("hello", "l", "%2")"#,
+        r#"string.gsub("hello", "l", "%x")"#,
+        r#"string.gsub("abc", "()", "%1")"#,
+        r#"string.gsub("$name is $age", "%$(%w+)", {name = "Ann", age = 7})"#,
+        r#"string.gsub("$name is $x", "%$(%w+)", {name = false})"#,
+        r#"string.gsub("a b c", "%a", function(c) if c == "b" then return nil end return c:upper() end)"#,
+        r#"string.gsub("a b", "%a", function() return {} end)"#,
+        r#"string.gsub("a b", "%a", 5)"#,
+        r#"string.gsub("abc", "b", "x", 0)"#,
+        r#"string.gsub("abc", ".", {a = 1, b = 2.5})"#,
+        r#"(function() local t = {} for k, v in string.gmatch("a=1, b=2", "(%w+)=(%w+)") do t[#t + 1] = k .. v end return table.concat(t, ";") end)()"#,
+        r#"(function() local t = {} for w in string.gmatch("one two  three", "%a+") do t[#t + 1] = w end return table.concat(t, ";") end)()"#,
+        r#"(function() local t = {} for p in string.gmatch("abc", "()") do t[#t + 1] = p end return table.concat(t, ";") end)()"#,
+        r#"(function() local t = {} for w in string.gmatch("abc", "%a*") do t[#t + 1] = "[" .. w .. "]" end return table.concat(t, ";") end)()"#,
+        r#"(function() local t = {} for w in string.gmatch("one two three", "%a+", 5) do t[#t + 1] = w end return table.concat(t, ";") end)()"#,
+        r#"(function() local t = {} for w in string.gmatch("^a^b", "^%a") do t[#t + 1] = w end return table.concat(t, ";") end)()"#,
+        r#"("x"):rep(3):find("xx", 2)"#,
+    ];
+
+    fn evaluate(lua: &Lua, cases: &[&str]) -> Vec<String> {
+        let run: mlua::Function = lua.load(DUMP).eval().unwrap();
+        cases
+            .iter()
+            .map(|case| {
+                let f: mlua::Function = lua.load(format!("return {case}")).into_function().unwrap();
+                run.call::<String>(f).unwrap()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_pattern_functions_behave_as_luas_own() {
+        let own = Lua::new();
+        let ours = Lua::new();
+        let clock = Rc::new(Clock {
+            deadline: Cell::new(Instant::now() + Duration::from_secs(3600)),
+            expired: Cell::new(false),
+        });
+        let string: Table = ours.globals().get("string").unwrap();
+        super::install(&ours, &string, clock, 64 << 20).unwrap();
+        let expected = evaluate(&own, CASES);
+        let got = evaluate(&ours, CASES);
+        // Not a vacuous comparison: the first case finds "o w" at 5..7.
+        assert_eq!(expected[0], "integer|5|integer|7");
+        assert!(expected.iter().filter(|e| *e == "error").count() < 12);
+        for ((case, expected), got) in CASES.iter().zip(&expected).zip(&got) {
+            assert_eq!(got, expected, "{case}");
+        }
+    }
+}
