@@ -404,19 +404,8 @@ mod tests {
 
     #[test]
     fn stuck_workers_are_replaced_up_to_the_bound_then_requests_are_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("p.lua");
-        std::fs::write(&file, "").unwrap();
-        let config = Config {
-            plugins: file,
-            workers: 1,
-            timeout: Duration::from_millis(100),
-            ..Config::default()
-        };
         let engine = BlockingEngine::default();
-        let engines: Vec<Arc<dyn Engine>> = vec![Arc::new(engine.clone())];
-        let set = Arc::new(PluginSet::load(&engines, &config, 1).unwrap());
-        let pool = Pool::start(config, engines, set);
+        let (_dir, pool) = one_worker_pool(Arc::new(engine.clone()), Duration::from_millis(100));
         let replaced = || pool.counters_json()["workers_replaced"].as_u64().unwrap();
         let bound = ABANDONED_PER_WORKER as u64;
         for stuck in 1..=bound {
@@ -455,6 +444,23 @@ mod tests {
         pool.shutdown();
     }
 
+    /// A pool of one worker on `engine` with `timeout`, and the directory of its (empty)
+    /// plugin file, to keep while the pool runs.
+    fn one_worker_pool(engine: Arc<dyn Engine>, timeout: Duration) -> (tempfile::TempDir, Pool) {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("p.lua");
+        std::fs::write(&file, "").unwrap();
+        let config = Config {
+            plugins: file,
+            workers: 1,
+            timeout,
+            ..Config::default()
+        };
+        let engines = vec![engine];
+        let set = Arc::new(PluginSet::load(&engines, &config, 1).unwrap());
+        (dir, Pool::start(config, engines, set))
+    }
+
     fn ask(pool: &Pool, arg: &str) -> Outcome {
         let timeout = pool.shared.config.timeout;
         let submitted = Instant::now();
@@ -469,17 +475,7 @@ mod tests {
 
     #[test]
     fn a_panicking_worker_answers_error_and_is_replaced() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("p.lua");
-        std::fs::write(&file, "").unwrap();
-        let config = Config {
-            plugins: file,
-            workers: 1,
-            ..Config::default()
-        };
-        let engines: Vec<Arc<dyn Engine>> = vec![Arc::new(PanickingEngine)];
-        let set = Arc::new(PluginSet::load(&engines, &config, 1).unwrap());
-        let pool = Pool::start(config, engines, set);
+        let (_dir, pool) = one_worker_pool(Arc::new(PanickingEngine), Duration::from_secs(2));
         let failed = ask(&pool, "panic");
         let error = failed
             .decision
