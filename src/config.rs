@@ -48,6 +48,9 @@ pub struct Config {
     pub session_counters: Arc<crate::sessions::Counters>,
     /// What `authhost.http` may reach, and its counters.
     pub upstream: crate::script_api::http::UpstreamSettings,
+    /// Whether Python policies' SQL is confined like Lua's (no ATTACH, VACUUM, extensions or
+    /// file-touching pragmas); off by default, Python policies being trusted code.
+    pub confine_python_sql: bool,
 }
 
 impl Default for Config {
@@ -68,6 +71,7 @@ impl Default for Config {
             session_max: crate::sessions::DEFAULT_MAX,
             session_counters: Default::default(),
             upstream: Default::default(),
+            confine_python_sql: false,
         }
     }
 }

@@ -71,6 +71,14 @@ impl HostBuilder {
         self
     }
 
+    /// Confines Python policies' SQL as Lua's always is: `ATTACH`/`DETACH`, `VACUUM`,
+    /// `load_extension()` and all but a few read-only pragmas are refused with an error
+    /// naming the refusal (off by default: Python policies are trusted code).
+    pub fn confine_python_sql(mut self, confine: bool) -> Self {
+        self.config.confine_python_sql = confine;
+        self
+    }
+
     /// A PEM file of CA certificates `authhost.http` trusts instead of the built-in web roots.
     pub fn upstream_ca(mut self, path: impl Into<PathBuf>) -> Self {
         self.config.upstream.ca_file = Some(path.into());

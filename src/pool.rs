@@ -4,10 +4,15 @@
 //! [`Instance`] per engine for the plugin set it last saw, and moves to a newer set before
 //! its next request, so a reload never interrupts a running call.
 //!
-//! Deadlines are enforced three ways, so that a caller never waits past its own: a job found
-//! expired in the queue is answered at once; engines stop their own scripts (Lua's hook); and
-//! a watchdog thread answers and interrupts calls that outlive their deadline (Python blocked
-//! in native code, say).
+//! Every caller has its answer at its deadline, whatever the workers are doing: engines stop
+//! their own scripts (Lua's hook); a watchdog thread answers, at their deadlines, the jobs
+//! still queued and the calls still running, and interrupts the calls (Python); and a worker
+//! still busy [`STUCK_GRACE`] after its call's deadline (Python blocked in native code, say)
+//! is abandoned: its thread is left to finish on its own, answering nothing, and a fresh
+//! thread takes its place, so the pool's capacity comes back. At most
+//! [`ABANDONED_PER_WORKER`] × workers abandoned threads may be alive at once; past that a
+//! stuck worker stays in place, and when every worker is stuck so, requests are refused at
+//! once with an error that says so.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -19,7 +24,7 @@ use crossbeam_utils::CachePadded;
 use crate::args::Args;
 use crate::completion::Completion;
 use crate::config::Config;
-use crate::decision::{DecisionError, ErrorKind, Outcome};
+use crate::decision::{Callback, DecisionError, ErrorKind, Outcome};
 use crate::engine::{Engine, Interrupt};
 use crate::error::Error;
 use crate::live_set::LiveSet;
@@ -43,12 +48,35 @@ pub(crate) struct Job {
     pub completion: Completion,
 }
 
+/// How long a worker may stay busy past its call's deadline before it is abandoned and
+/// replaced. Long enough that a script the engine stops at the deadline (Lua's hook, Python's
+/// `PolicyTimeout`) has ended by then on a loaded machine; short enough that the pool's
+/// capacity comes back before most queued requests run out of time.
+pub(crate) const STUCK_GRACE: Duration = Duration::from_millis(100);
+
+/// How many abandoned threads, per worker, may be alive at once. Each holds its interpreters
+/// and its stack until its call ends; the bound keeps a policy that gets stuck on every
+/// request from growing the process without limit.
+pub(crate) const ABANDONED_PER_WORKER: usize = 4;
+
 /// A call a worker is running, visible to the watchdog.
 struct Running {
     ticket: u64,
+    /// Which thread serves this worker slot (a replacement gets a new number).
+    incarnation: u64,
     deadline: Instant,
-    completion: Completion,
+    /// Taken by whoever answers first: the worker, or the watchdog at the deadline, which
+    /// leaves the rest in the slot to see whether the worker gets stuck.
+    completion: Option<Completion>,
     interrupt: Option<Arc<dyn Interrupt>>,
+    callback: Callback,
+    /// The plugin running the call, once routed, as its set's generation and its index in
+    /// the set (for the log when the worker gets stuck; a name would cost a reference count
+    /// per request).
+    plugin: Option<(u64, usize)>,
+    /// The worker is stuck past the grace but the bound on abandoned threads kept it from
+    /// being replaced (counted in [`Shared::unreplaced`]).
+    unreplaced: bool,
 }
 
 /// State shared by the pool's handle, its workers and its watchdog.
@@ -63,7 +91,13 @@ struct Shared {
     /// neighbour's cache line while doing so.
     running: Box<[CachePadded<Mutex<Option<Running>>>]>,
     handles: Mutex<Vec<JoinHandle<()>>>,
+    /// Worker threads serving a slot (abandoned ones are counted by `counters`).
     live_workers: Mutex<usize>,
+    /// Numbers for worker threads, so that an abandoned one knows its slot is not its own.
+    incarnations: std::sync::atomic::AtomicU64,
+    /// Workers stuck past the grace and not replaced, the bound on abandoned threads being
+    /// reached; when it equals the number of workers, requests are refused at once.
+    unreplaced: std::sync::atomic::AtomicUsize,
     workers_gone: Condvar,
     closing: AtomicBool,
     watchdog_stop: AtomicBool,
@@ -104,6 +138,8 @@ impl Pool {
                 .collect(),
             handles: Mutex::new(Vec::new()),
             live_workers: Mutex::new(0),
+            incarnations: std::sync::atomic::AtomicU64::new(0),
+            unreplaced: std::sync::atomic::AtomicUsize::new(0),
             workers_gone: Condvar::new(),
             closing: AtomicBool::new(false),
             watchdog_stop: AtomicBool::new(false),
@@ -156,22 +192,35 @@ impl Pool {
         self.shared.running.len()
     }
 
-    /// Queues a job, or answers it at once with `error` when the queue is full or the pool
-    /// is shutting down. Never blocks.
+    /// Queues a job, or answers it at once with `error` when the queue is full, every worker
+    /// is stuck beyond replacement or the pool is shutting down. Never blocks.
     #[inline]
     pub fn submit(&self, job: Job) {
-        if self.shared.closing.load(Ordering::Acquire) {
-            return self
-                .shared
-                .refuse(job.completion, ErrorKind::ShuttingDown, SHUTTING_DOWN);
+        let shared = &self.shared;
+        if shared.closing.load(Ordering::Acquire) {
+            return shared.refuse(job.completion, ErrorKind::ShuttingDown, SHUTTING_DOWN);
         }
-        if let Some(job) = self.shared.queue.submit(job) {
+        if shared.unreplaced.load(Ordering::Relaxed) >= shared.running.len() {
+            let message = format!(
+                "overloaded: every worker is stuck in a call past its deadline, and {} abandoned \
+                 worker threads, the most allowed, are still running; see the log",
+                shared.abandoned_bound()
+            );
+            return shared.refuse(job.completion, ErrorKind::Overloaded, message);
+        }
+        let deadline = job.deadline;
+        if let Some(job) = shared.queue.submit(job) {
             let message = format!(
                 "overloaded: all {} queue places are taken",
                 self.shared.queue_capacity
             );
-            self.shared
-                .refuse(job.completion, ErrorKind::Overloaded, message)
+            return shared.refuse(job.completion, ErrorKind::Overloaded, message);
+        }
+        // The watchdog answers queued jobs at their deadlines too: wake it if it sleeps past
+        // this one's (once per busy spell: later jobs are due later).
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if shared.alarm.must_wake_for(deadline) {
+            shared.alarm.wake();
         }
     }
 
@@ -205,7 +254,7 @@ impl Pool {
         }
         // When every worker has signed off, the threads are only dropping their interpreters
         // and plugin set: join them, so that a dropped host has freed its sets when drop returns.
-        let all_gone = *live == 0;
+        let all_gone = *live == 0 && self.shared.counters.abandoned_live() == 0;
         drop(live);
         let handles = std::mem::take(
             &mut *self
@@ -245,6 +294,23 @@ impl Drop for Pool {
 const SHUTTING_DOWN: &str = "the host is shutting down";
 
 impl Shared {
+    /// The file of `plugin` (a generation and an index in that set), for the log.
+    fn plugin_name(&self, plugin: Option<(u64, usize)>) -> String {
+        let Some((generation, index)) = plugin else {
+            return "(no plugin yet)".into();
+        };
+        let set = self.live.current();
+        match set.plugins().get(index) {
+            Some(info) if set.generation() == generation => info.file.display().to_string(),
+            _ => format!("plugin {index} of generation {generation}"),
+        }
+    }
+
+    /// The most abandoned worker threads alive at once.
+    fn abandoned_bound(&self) -> usize {
+        ABANDONED_PER_WORKER * self.running.len()
+    }
+
     /// Answers a job that no plugin will see, counting it.
     fn refuse(&self, completion: Completion, kind: ErrorKind, message: impl Into<String>) {
         let callback = completion.callback();
@@ -304,8 +370,118 @@ mod tests {
         }
     }
 
+    /// An engine whose calls with the argument "block" wait until the test lets them go, like
+    /// Python blocked in native code: nothing interrupts them.
+    #[derive(Clone, Default)]
+    struct BlockingEngine {
+        gate: Arc<(Mutex<bool>, Condvar)>,
+    }
+
+    impl BlockingEngine {
+        fn open(&self) {
+            *self.gate.0.lock().unwrap() = true;
+            self.gate.1.notify_all();
+        }
+    }
+
+    impl Engine for BlockingEngine {
+        fn language(&self) -> Language {
+            Language::Lua
+        }
+        fn prepare(&self, _: Vec<PluginSource>, _: &Config) -> Result<Arc<dyn Prepared>, Error> {
+            Ok(Arc::new(self.clone()))
+        }
+    }
+
+    impl Prepared for BlockingEngine {
+        fn callbacks(&self) -> Vec<Vec<Callback>> {
+            vec![vec![Callback::UserLogin]]
+        }
+        fn instantiate(&self, _: &Config) -> Result<Box<dyn Instance>, Error> {
+            Ok(Box::new(self.clone()))
+        }
+    }
+
+    impl Instance for BlockingEngine {
+        fn call(&mut self, call: Call<'_>) -> Result<ScriptValue, DecisionError> {
+            if call.args[0] == "block" {
+                let open = self.gate.0.lock().unwrap();
+                drop(self.gate.1.wait_while(open, |open| !*open).unwrap());
+            }
+            Ok(ScriptValue::Int(7))
+        }
+    }
+
+    /// Waits (20 s at most) until `done` holds.
+    fn until(what: &str, done: impl Fn() -> bool) {
+        let give_up = Instant::now() + Duration::from_secs(20);
+        while !done() {
+            assert!(Instant::now() < give_up, "never: {what}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    #[test]
+    fn stuck_workers_are_replaced_up_to_the_bound_then_requests_are_refused() {
+        let engine = BlockingEngine::default();
+        let (_dir, pool) = one_worker_pool(Arc::new(engine.clone()), Duration::from_millis(100));
+        let replaced = || pool.counters_json()["workers_replaced"].as_u64().unwrap();
+        let bound = ABANDONED_PER_WORKER as u64;
+        for stuck in 1..=bound {
+            let error = ask(&pool, "block").decision.error_cause().cloned().unwrap();
+            assert_eq!(error.kind, ErrorKind::Timeout);
+            until("the stuck worker is replaced", || replaced() == stuck);
+        }
+        assert_eq!(pool.counters_json()["workers_abandoned_live"], bound);
+        // One more stuck worker: the bound is reached, it is not replaced, and with no worker
+        // left requests are refused at once, saying why.
+        assert_eq!(
+            ask(&pool, "block").decision.error_cause().unwrap().kind,
+            ErrorKind::Timeout
+        );
+        until("the last stuck worker is left in place", || {
+            pool.shared.unreplaced.load(Ordering::Acquire) == 1
+        });
+        let refused = ask(&pool, "fine").decision.error_cause().cloned().unwrap();
+        assert_eq!(refused.kind, ErrorKind::Overloaded);
+        assert!(
+            refused
+                .message
+                .contains("abandoned worker threads, the most allowed"),
+            "{}",
+            refused.message
+        );
+        assert_eq!(replaced(), bound);
+        // Their calls end: the abandoned threads end without answering, the one left in place
+        // serves again.
+        engine.open();
+        until("the abandoned threads end", || {
+            pool.counters_json()["workers_abandoned_live"] == 0
+                && pool.shared.unreplaced.load(Ordering::Acquire) == 0
+        });
+        assert_eq!(ask(&pool, "fine").user(), Some(&UserDecision::UserId(7)));
+        pool.shutdown();
+    }
+
+    /// A pool of one worker on `engine` with `timeout`, and the directory of its (empty)
+    /// plugin file, to keep while the pool runs.
+    fn one_worker_pool(engine: Arc<dyn Engine>, timeout: Duration) -> (tempfile::TempDir, Pool) {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("p.lua");
+        std::fs::write(&file, "").unwrap();
+        let config = Config {
+            plugins: file,
+            workers: 1,
+            timeout,
+            ..Config::default()
+        };
+        let engines = vec![engine];
+        let set = Arc::new(PluginSet::load(&engines, &config, 1).unwrap());
+        (dir, Pool::start(config, engines, set).unwrap())
+    }
+
     fn ask(pool: &Pool, arg: &str) -> Outcome {
-        let timeout = Duration::from_secs(20);
+        let timeout = pool.shared.config.timeout;
         let submitted = Instant::now();
         let (waiter, completion) = Waiter::new(Callback::UserLogin, submitted);
         pool.submit(Job {
@@ -318,17 +494,7 @@ mod tests {
 
     #[test]
     fn a_panicking_worker_answers_error_and_is_replaced() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("p.lua");
-        std::fs::write(&file, "").unwrap();
-        let config = Config {
-            plugins: file,
-            workers: 1,
-            ..Config::default()
-        };
-        let engines: Vec<Arc<dyn Engine>> = vec![Arc::new(PanickingEngine)];
-        let set = Arc::new(PluginSet::load(&engines, &config, 1).unwrap());
-        let pool = Pool::start(config, engines, set).unwrap();
+        let (_dir, pool) = one_worker_pool(Arc::new(PanickingEngine), Duration::from_secs(2));
         let failed = ask(&pool, "panic");
         let error = failed
             .decision

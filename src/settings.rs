@@ -19,6 +19,7 @@
 //! | `watch` | `AUTHHOST_WATCH` (`1`/`0`) | reload when a plugin file changes | on |
 //! | `upstream` | `AUTHHOST_UPSTREAM` (space-separated) | URL prefixes `authhost.http` may reach (a string or a list) | none |
 //! | `upstream_ca` | `AUTHHOST_UPSTREAM_CA` | a PEM file of CAs `authhost.http` trusts instead of the web roots | none |
+//! | `confine_python_sql` | `AUTHHOST_CONFINE_PYTHON_SQL` (`1`/`0`) | confine Python policies' SQL as Lua's (no ATTACH, VACUUM, extensions, file pragmas) | off |
 //!
 //! Watching is on by default here, unlike [`HostBuilder`]: these embedders are long-running
 //! database nodes whose operators expect a saved policy to go live without a restart.
@@ -44,6 +45,7 @@ struct Settings {
     watch: Option<bool>,
     upstream: Option<OneOrMany>,
     upstream_ca: Option<String>,
+    confine_python_sql: Option<bool>,
 }
 
 /// `"upstream"`: one prefix or a list of them.
@@ -56,7 +58,9 @@ enum OneOrMany {
 
 impl Settings {
     fn into_builder(self) -> Result<HostBuilder> {
-        let mut builder = Host::builder().watch(self.watch.unwrap_or(true));
+        let mut builder = Host::builder()
+            .watch(self.watch.unwrap_or(true))
+            .confine_python_sql(self.confine_python_sql.unwrap_or(false));
         if let Some(plugins) = self.plugins {
             builder = builder.plugins(plugins);
         }
@@ -157,6 +161,15 @@ fn from_vars(
             })
             .transpose()
     };
+    let flag = |name: &str| -> Result<Option<bool>> {
+        get(name)?
+            .map(|text| match text.trim() {
+                "1" | "true" | "on" => Ok(true),
+                "0" | "false" | "off" => Ok(false),
+                _ => Err(Error::Config(format!("{name}={text:?} is not 1 or 0"))),
+            })
+            .transpose()
+    };
     Settings {
         plugins: get("AUTHHOST_PLUGINS")?,
         db: get("AUTHHOST_DB")?,
@@ -164,18 +177,11 @@ fn from_vars(
         timeout_ms: number("AUTHHOST_TIMEOUT_MS")?,
         session_idle_s: number("AUTHHOST_SESSION_IDLE_S")?,
         session_max_s: number("AUTHHOST_SESSION_MAX_S")?,
-        watch: get("AUTHHOST_WATCH")?
-            .map(|text| match text.trim() {
-                "1" | "true" | "on" => Ok(true),
-                "0" | "false" | "off" => Ok(false),
-                _ => Err(Error::Config(format!(
-                    "AUTHHOST_WATCH={text:?} is not 1 or 0"
-                ))),
-            })
-            .transpose()?,
+        watch: flag("AUTHHOST_WATCH")?,
         upstream: get("AUTHHOST_UPSTREAM")?
             .map(|text| OneOrMany::Many(text.split_whitespace().map(String::from).collect())),
         upstream_ca: get("AUTHHOST_UPSTREAM_CA")?,
+        confine_python_sql: flag("AUTHHOST_CONFINE_PYTHON_SQL")?,
     }
     .into_builder()
 }
@@ -197,6 +203,9 @@ mod tests {
         assert!(config.watch);
         let quiet = from_json(r#"{"watch":false}"#).unwrap();
         assert!(!quiet.config().watch);
+        assert!(!quiet.config().confine_python_sql);
+        let confined = from_json(r#"{"confine_python_sql":true}"#).unwrap();
+        assert!(confined.config().confine_python_sql);
         let defaults = from_json("{}").unwrap();
         assert_eq!(defaults.config().timeout, Duration::from_millis(2000));
         assert_eq!(defaults.config().plugins, std::path::Path::new("plugins"));

@@ -4,7 +4,7 @@
 //! Each worker counts into its own cache-padded block so that counting costs no cross-core
 //! traffic on the hot path; `status` adds the blocks up.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use crossbeam_utils::CachePadded;
@@ -35,6 +35,10 @@ struct Block {
 /// (refusals, timeouts answered by the watchdog or the waiting caller).
 pub(crate) struct Counters {
     blocks: Box<[CachePadded<Block>]>,
+    /// Stuck workers abandoned and replaced by a fresh thread.
+    workers_replaced: AtomicU64,
+    /// Abandoned worker threads still running (their call has not ended).
+    abandoned_live: AtomicUsize,
 }
 
 impl Counters {
@@ -44,7 +48,34 @@ impl Counters {
             blocks: (0..=workers)
                 .map(|_| CachePadded::new(Block::default()))
                 .collect(),
+            workers_replaced: AtomicU64::new(0),
+            abandoned_live: AtomicUsize::new(0),
         }
+    }
+
+    /// Counts a stuck worker's thread abandoned and replaced, if fewer than `bound`
+    /// abandoned threads are alive; returns whether it was counted (and may go ahead).
+    pub fn abandon_within(&self, bound: usize) -> bool {
+        let counted = self
+            .abandoned_live
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |live| {
+                (live < bound).then_some(live + 1)
+            })
+            .is_ok();
+        if counted {
+            self.workers_replaced.fetch_add(1, Ordering::Relaxed);
+        }
+        counted
+    }
+
+    /// An abandoned thread's call has ended, and the thread with it.
+    pub fn abandoned_ended(&self) {
+        self.abandoned_live.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// Abandoned worker threads still running.
+    pub fn abandoned_live(&self) -> usize {
+        self.abandoned_live.load(Ordering::Acquire)
     }
 
     /// The block index for answers given by no worker.
@@ -117,6 +148,8 @@ impl Counters {
                 "count": count,
                 "sum": sum(&|b| &b.latency_sum_us),
             },
+            "workers_replaced": self.workers_replaced.load(Ordering::Relaxed),
+            "workers_abandoned_live": self.abandoned_live(),
         })
     }
 }

@@ -1,16 +1,31 @@
-//! The pool's queue: one bounded channel that callers submit to, and a small deque per worker
+//! The pool's queue: one bounded channel that callers submit to, a small deque per worker
 //! that the worker takes runs of jobs into when the channel is long, which idle workers steal
-//! from.
+//! from, and a lane where the watchdog puts the jobs it takes out to watch their deadlines.
 //!
 //! Why not just the channel: every take from it is a compare-and-swap on its head, and with
 //! two workers taking in turn, that cache line moves between their cores on every request
 //! (about a tenth of a 3 µs database lookup). A worker that takes its share of a long queue
 //! in one go keeps the line for the whole run. Taking never leaves work stranded: a worker
 //! takes at most its share, other workers steal from it before they sleep, and the watchdog
-//! puts back the jobs of a worker whose call outlived its deadline.
+//! moves the jobs of a worker whose call outlived its deadline to the lane.
+//!
+//! Deadlines: every job has the same timeout, so in the channel and in each deque (FIFO, fed
+//! from the channel) the oldest job, at the front, is due first. The channel and the deques
+//! cannot be peeked at, so the watchdog takes each front out: an expired one it answers, the
+//! first one still in time it moves to the lane, which workers serve before anything else.
+//! Everything left behind is due no sooner than what the lane holds, so the watchdog can
+//! sleep until the lane's first deadline ([`Queue::expire`]) and still answer every queued
+//! job at its deadline, however stuck the workers are.
 
-use crossbeam_channel::{Receiver, Sender, TrySendError};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+use crossbeam_channel::{Receiver, Sender};
 use crossbeam_deque::{Steal, Stealer, Worker as Deque};
+use crossbeam_utils::CachePadded;
 
 use super::Job;
 
@@ -31,8 +46,18 @@ pub(super) enum Message {
 pub(super) struct Queue {
     sender: Sender<Message>,
     receiver: Receiver<Message>,
-    /// One per worker, by worker index.
-    stealers: Box<[Stealer<Job>]>,
+    /// One per worker, by worker index; swapped when a stuck worker is replaced.
+    stealers: Box<[ArcSwap<Stealer<Job>>]>,
+    /// Jobs the watchdog took out, earliest deadline first (stop messages last).
+    lane: Mutex<VecDeque<Message>>,
+    /// How many messages the lane holds: workers read it before every take, and lock the
+    /// lane only when it is not zero.
+    lane_len: CachePadded<AtomicUsize>,
+    /// Rings to wake the workers sleeping on an empty channel when the lane gets jobs. A
+    /// channel of its own, so that rings take no place from jobs and are never counted as
+    /// queued; a stale ring only makes a worker look once more.
+    bell: Sender<()>,
+    rings: Receiver<()>,
 }
 
 /// A worker's own end of the queue: its deque, and whether it has taken its stop message.
@@ -48,18 +73,20 @@ impl Queue {
     /// own end, by index.
     pub fn new(workers: usize, capacity: usize) -> (Queue, Vec<Local>) {
         let (sender, receiver) = crossbeam_channel::bounded(capacity);
-        let locals: Vec<Local> = (0..workers)
-            .map(|index| Local {
-                deque: Deque::new_fifo(),
-                index,
-                stopping: false,
-            })
+        let (bell, rings) = crossbeam_channel::bounded(workers);
+        let locals: Vec<Local> = (0..workers).map(Local::new).collect();
+        let stealers = locals
+            .iter()
+            .map(|l| ArcSwap::from_pointee(l.deque.stealer()))
             .collect();
-        let stealers = locals.iter().map(|l| l.deque.stealer()).collect();
         let queue = Queue {
             sender,
             receiver,
             stealers,
+            lane: Mutex::new(VecDeque::new()),
+            lane_len: CachePadded::new(AtomicUsize::new(0)),
+            bell,
+            rings,
         };
         (queue, locals)
     }
@@ -84,38 +111,98 @@ impl Queue {
         let _ = self.sender.send(Message::Stop);
     }
 
-    /// Jobs waiting: in the channel and in the workers' deques.
+    /// A stop message for a worker started after the others got theirs (a replacement,
+    /// during shutdown), in the lane so that it never waits for a place in the channel.
+    pub fn stop_one_more(&self) {
+        let mut lane = self.lane();
+        lane.push_back(Message::Stop);
+        self.lane_len.store(lane.len(), Ordering::Release);
+        drop(lane);
+        self.wake_sleepers();
+    }
+
+    /// Jobs waiting: in the channel, in the lane and in the workers' deques.
     pub fn len(&self) -> usize {
-        self.receiver.len() + self.stealers.iter().map(Stealer::len).sum::<usize>()
+        self.receiver.len()
+            + self.lane_len.load(Ordering::Acquire)
+            + self.stealers.iter().map(|s| s.load().len()).sum::<usize>()
     }
 
     /// The next job for the worker that owns `local`, or `None` once it has taken its stop
     /// message and run every job it held. Runs `before_sleep` before blocking on an empty
     /// queue.
     pub fn next(&self, local: &mut Local, before_sleep: &mut dyn FnMut()) -> Option<Job> {
-        if let Some(job) = local.deque.pop() {
-            return Some(job);
-        }
-        if local.stopping {
-            return None;
-        }
-        if let Some(job) = self.take_run(local) {
-            return Some(job);
-        }
-        if local.stopping {
-            return None;
-        }
-        if let Some(job) = self.steal(local) {
-            return Some(job);
-        }
-        before_sleep();
-        match self.receiver.recv() {
-            Ok(Message::Job(job)) => Some(job),
-            Ok(Message::Stop) | Err(_) => {
-                local.stopping = true;
-                None
+        loop {
+            // The lane first: its jobs are the oldest, moved there by the watchdog.
+            if self.lane_len.load(Ordering::Acquire) != 0 {
+                match self.take_from_lane() {
+                    Some(Message::Job(job)) => return Some(job),
+                    Some(Message::Stop) => local.stopping = true,
+                    None => {}
+                }
             }
+            let taken = match local.deque.pop() {
+                Some(job) => Some(job),
+                None if local.stopping => return None,
+                None => match self.take_run(local) {
+                    Some(job) => Some(job),
+                    None if local.stopping => return None,
+                    None => self.steal(local),
+                },
+            };
+            let job = match taken {
+                Some(job) => job,
+                None => {
+                    if self.lane_len.load(Ordering::Acquire) != 0 {
+                        continue;
+                    }
+                    before_sleep();
+                    crossbeam_channel::select! {
+                        recv(self.receiver) -> message => match message {
+                            Ok(Message::Job(job)) => job,
+                            Ok(Message::Stop) | Err(_) => {
+                                local.stopping = true;
+                                return None;
+                            }
+                        },
+                        recv(self.rings) -> _ => continue,
+                    }
+                }
+            };
+            // The watchdog moved an older job to the lane while this one was being taken:
+            // serve them in deadline order.
+            if self.lane_len.load(Ordering::Acquire) != 0 {
+                self.to_lane(job);
+                continue;
+            }
+            return Some(job);
         }
+    }
+
+    /// Marks the lane as about to get jobs, before taking any from the channel or a deque
+    /// (with the lane locked): a worker that takes a later job meanwhile then sees the lane
+    /// is not empty, and waits on its lock to put its job in order (the channel's and the
+    /// deques' own synchronization orders this mark before the worker's take).
+    fn moving(&self, lane: &VecDeque<Message>) {
+        self.lane_len.store(lane.len() + 1, Ordering::SeqCst);
+    }
+
+    /// Puts `job` in the lane in deadline order.
+    fn to_lane(&self, job: Job) {
+        let mut lane = self.lane();
+        insert_by_deadline(&mut lane, job);
+        self.lane_len.store(lane.len(), Ordering::Release);
+    }
+
+    fn lane(&self) -> MutexGuard<'_, VecDeque<Message>> {
+        self.lane.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn take_from_lane(&self) -> Option<Message> {
+        let mut lane = self.lane();
+        let message = lane.pop_front();
+        self.lane_len.store(lane.len(), Ordering::Release);
+        message
     }
 
     /// Takes this worker's share of the channel (up to [`MAX_RUN`] jobs) and returns the
@@ -151,6 +238,7 @@ impl Queue {
             if index == local.index {
                 continue;
             }
+            let stealer = stealer.load();
             loop {
                 match stealer.steal_batch_and_pop(&local.deque) {
                     Steal::Success(job) => return Some(job),
@@ -162,38 +250,128 @@ impl Queue {
         None
     }
 
-    /// Puts the jobs waiting in worker `index`'s deque back in the channel, for the other
-    /// workers: that worker is stuck in a call past its deadline. Stops when the channel is
-    /// full (the rest stay, for other workers to steal when they run dry); a job taken out
-    /// just as the channel filled is returned, for the caller to answer.
-    pub fn put_back(&self, index: usize) -> Option<Job> {
-        let stealer = self.stealers.get(index)?;
-        let capacity = self.sender.capacity().unwrap_or(usize::MAX);
-        while self.sender.len() < capacity {
+    /// The watchdog's look at the queue at `now`: hands every job past its deadline to
+    /// `expired` (to be answered), moves the first job still in time of the channel and of
+    /// each deque to the lane, and returns the lane's first deadline, before which no queued
+    /// job is due.
+    pub fn expire(&self, now: Instant, expired: &mut dyn FnMut(Job)) -> Option<Instant> {
+        let mut lane = self.lane();
+        let before = lane.len();
+        self.moving(&lane);
+        while let Some(Message::Job(job)) = lane.front() {
+            if job.deadline > now {
+                break;
+            }
+            if let Some(Message::Job(job)) = lane.pop_front() {
+                expired(job);
+            }
+        }
+        let mut moved = false;
+        loop {
+            match self.receiver.try_recv() {
+                Ok(Message::Job(job)) if job.deadline <= now => expired(job),
+                Ok(Message::Job(job)) => {
+                    insert_by_deadline(&mut lane, job);
+                    moved = true;
+                    break;
+                }
+                Ok(Message::Stop) => {
+                    lane.push_back(Message::Stop);
+                    moved = true;
+                }
+                Err(_) => break,
+            }
+        }
+        for stealer in self.stealers.iter() {
+            let stealer = stealer.load();
+            loop {
+                match stealer.steal() {
+                    Steal::Success(job) if job.deadline <= now => expired(job),
+                    Steal::Success(job) => {
+                        insert_by_deadline(&mut lane, job);
+                        moved = true;
+                        break;
+                    }
+                    Steal::Empty => break,
+                    Steal::Retry => continue,
+                }
+            }
+        }
+        let first = lane.iter().find_map(|m| match m {
+            Message::Job(job) => Some(job.deadline),
+            _ => None,
+        });
+        self.lane_len.store(lane.len(), Ordering::Release);
+        drop(lane);
+        if moved || before != 0 {
+            self.wake_sleepers();
+        }
+        first
+    }
+
+    /// Moves every job waiting in worker `index`'s deque to the lane, for the other workers:
+    /// that worker is stuck in a call past its deadline.
+    pub fn evacuate(&self, index: usize) {
+        let Some(stealer) = self.stealers.get(index) else {
+            return;
+        };
+        let stealer = stealer.load();
+        let mut lane = self.lane();
+        self.moving(&lane);
+        let mut moved = false;
+        loop {
             match stealer.steal() {
                 Steal::Success(job) => {
-                    if let Err(TrySendError::Full(Message::Job(job))) =
-                        self.sender.try_send(Message::Job(job))
-                    {
-                        return Some(job);
-                    }
+                    insert_by_deadline(&mut lane, job);
+                    moved = true;
                 }
-                Steal::Empty => return None,
+                Steal::Empty => break,
                 Steal::Retry => continue,
             }
         }
-        None
+        self.lane_len.store(lane.len(), Ordering::Release);
+        drop(lane);
+        if moved {
+            self.wake_sleepers();
+        }
+    }
+
+    /// A fresh end of the queue for worker `index`, whose thread was abandoned: what the old
+    /// deque still holds goes to the lane, and other workers steal from the new one from now
+    /// on. The old deque stays with the abandoned thread, which never takes from it again.
+    pub fn replace_local(&self, index: usize) -> Local {
+        self.evacuate(index);
+        let local = Local::new(index);
+        self.stealers[index].store(Arc::new(local.deque.stealer()));
+        local
+    }
+
+    /// Wakes the workers sleeping on an empty channel to look at the lane.
+    fn wake_sleepers(&self) {
+        for _ in 0..self.stealers.len() {
+            if self.bell.try_send(()).is_err() {
+                break;
+            }
+        }
     }
 
     /// Every job still queued anywhere, for the pool's shutdown to answer.
     pub fn drain(&self) -> Vec<Job> {
-        let mut left = Vec::new();
+        let mut left: Vec<Job> = Vec::new();
+        let mut lane = self.lane();
+        left.extend(lane.drain(..).filter_map(|m| match m {
+            Message::Job(job) => Some(job),
+            _ => None,
+        }));
+        self.lane_len.store(0, Ordering::Release);
+        drop(lane);
         while let Ok(message) = self.receiver.try_recv() {
             if let Message::Job(job) = message {
                 left.push(job);
             }
         }
         for stealer in self.stealers.iter() {
+            let stealer = stealer.load();
             loop {
                 match stealer.steal() {
                     Steal::Success(job) => left.push(job),
@@ -206,7 +384,21 @@ impl Queue {
     }
 }
 
+/// Puts `job` in the lane after every job due no later, before the stop messages.
+fn insert_by_deadline(lane: &mut VecDeque<Message>, job: Job) {
+    let at = lane.partition_point(|m| matches!(m, Message::Job(j) if j.deadline <= job.deadline));
+    lane.insert(at, Message::Job(job));
+}
+
 impl Local {
+    fn new(index: usize) -> Local {
+        Local {
+            deque: Deque::new_fifo(),
+            index,
+            stopping: false,
+        }
+    }
+
     /// The worker index this end belongs to.
     pub fn index(&self) -> usize {
         self.index
@@ -296,37 +488,70 @@ mod tests {
     }
 
     #[test]
-    fn a_stuck_workers_jobs_go_back_to_the_channel() {
+    fn a_stuck_workers_jobs_go_to_the_lane_and_are_served_first() {
         let (queue, mut locals) = queue_of(2, 64, 9);
         let running = next_now(&queue, &mut locals[0]).unwrap();
         assert_eq!(running.args.first(), "j0");
-        let held = locals[0].deque.len();
-        assert_eq!(held, 4);
-        assert!(queue.put_back(0).is_none());
+        assert_eq!(locals[0].deque.len(), 4);
+        queue.evacuate(0);
         assert!(locals[0].deque.is_empty());
-        // Worker 1 now gets every other job, the ones worker 0 held last.
+        // Worker 1 gets the jobs worker 0 held first (they are older), then the channel's.
         let mut rest = Vec::new();
         while queue.len() != 0 {
             rest.push(next_now(&queue, &mut locals[1]).unwrap());
         }
         assert_eq!(
             names(rest),
-            ["j5", "j6", "j7", "j8", "j1", "j2", "j3", "j4"]
+            ["j1", "j2", "j3", "j4", "j5", "j6", "j7", "j8"]
         );
     }
 
-    #[test]
-    fn put_back_stops_when_the_channel_is_full_and_the_rest_stay_to_be_stolen() {
-        let (queue, mut locals) = queue_of(1, 4, 4);
-        let _running = next_now(&queue, &mut locals[0]).unwrap();
-        assert_eq!(locals[0].deque.len(), 3);
-        for name in ["j4", "j5"] {
-            assert!(queue.submit(job(name)).is_none());
+    /// A job named `name` due at `deadline`.
+    fn due(name: &str, deadline: Instant) -> Job {
+        Job {
+            deadline,
+            ..job(name)
         }
-        assert!(queue.put_back(0).is_none());
-        assert_eq!(queue.receiver.len(), 4);
-        assert_eq!(names(locals[0].deque.pop()), ["j3"]);
-        assert!(queue.submit(job("over")).is_some(), "the channel is full");
+    }
+
+    #[test]
+    fn expire_answers_every_queued_job_past_its_deadline_wherever_it_waits() {
+        let start = Instant::now();
+        let at = |ms: u64| start + Duration::from_millis(ms);
+        let (queue, mut locals) = Queue::new(2, 64);
+        for (name, ms) in [("a", 10), ("b", 20), ("c", 30), ("d", 40), ("e", 50)] {
+            assert!(queue.submit(due(name, at(ms))).is_none());
+        }
+        // Worker 0 runs a and holds b and c in its deque; d and e stay in the channel.
+        assert_eq!(next_now(&queue, &mut locals[0]).unwrap().args.first(), "a");
+        assert_eq!(locals[0].deque.len(), 2);
+        let mut expired = Vec::new();
+        let first = queue.expire(at(25), &mut |job| expired.push(job));
+        // b was due, from the deque; c (deque front) and d (channel head) go to the lane.
+        assert_eq!(names(expired.drain(..)), ["b"]);
+        assert_eq!(first, Some(at(30)));
+        assert_eq!(queue.len(), 3);
+        // Nothing is due before the lane's first deadline; at 45 c and d are.
+        let first = queue.expire(at(45), &mut |job| expired.push(job));
+        assert_eq!(names(expired.drain(..)), ["c", "d"]);
+        // e moved to the lane in its turn.
+        assert_eq!(first, Some(at(50)));
+        assert_eq!(names(next_now(&queue, &mut locals[1])), ["e"]);
+        assert_eq!(queue.len(), 0);
+    }
+
+    #[test]
+    fn a_replaced_workers_jobs_stay_reachable() {
+        let (queue, mut locals) = queue_of(2, 64, 9);
+        let _stuck = next_now(&queue, &mut locals[0]).unwrap();
+        let mut fresh = queue.replace_local(0);
+        let mut all = Vec::new();
+        while queue.len() != 0 {
+            all.push(next_now(&queue, &mut fresh).unwrap());
+        }
+        assert_eq!(all.len(), 8);
+        // The old deque is no longer stolen from: the stealer is the fresh one's.
+        assert!(locals[0].deque.is_empty());
     }
 
     #[test]

@@ -1,9 +1,11 @@
 //! A worker thread: takes jobs from the queue, keeps its interpreters on the live plugin set,
 //! runs each call inside the request's database scope, and maps what came back to a decision.
 //! A worker that panics answers its request `error` and hands its end of the queue to a
-//! fresh thread.
+//! fresh thread. A worker the watchdog abandoned (stuck past its deadline) finds, when its
+//! call ends, that its running slot is no longer its own, and ends without answering.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -28,6 +30,7 @@ pub(super) fn spawn_worker(shared: &Arc<Shared>, local: Local) -> Result<(), Err
         .lock()
         .unwrap_or_else(|e| e.into_inner()) += 1;
     let for_thread = shared.clone();
+    let incarnation = shared.incarnations.fetch_add(1, Ordering::Relaxed);
     let handle = std::thread::Builder::new()
         .name(name.clone())
         .spawn(move || {
@@ -36,20 +39,31 @@ pub(super) fn spawn_worker(shared: &Arc<Shared>, local: Local) -> Result<(), Err
             let mut worker = Worker {
                 shared: for_thread,
                 index,
+                incarnation,
                 local: Some(local),
                 state: None,
                 failed_generation: None,
                 tickets: 0,
                 db,
             };
-            within_engines(&engines, &mut || worker.run());
-            let mut live = worker
-                .shared
-                .live_workers
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            *live -= 1;
-            worker.shared.workers_gone.notify_all();
+            let mut ended = Ended::Stopped;
+            within_engines(&engines, &mut || ended = worker.run());
+            let shared = &worker.shared;
+            match ended {
+                // The watchdog took it off the live workers when it abandoned it.
+                Ended::Abandoned => {
+                    log::info!("an abandoned worker's call ended; its thread ends too");
+                    shared.counters.abandoned_ended();
+                }
+                Ended::Stopped => {
+                    let mut live = shared
+                        .live_workers
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner());
+                    *live -= 1;
+                    shared.workers_gone.notify_all();
+                }
+            }
         });
     match handle {
         Ok(handle) => {
@@ -73,6 +87,15 @@ pub(super) fn spawn_worker(shared: &Arc<Shared>, local: Local) -> Result<(), Err
     }
 }
 
+/// How a worker thread's service ended.
+enum Ended {
+    /// It took its stop message, or handed its slot to a fresh thread after a panic.
+    Stopped,
+    /// The watchdog abandoned it while it was stuck in a call, and another thread serves its
+    /// slot: it must not touch the slot or the queue again.
+    Abandoned,
+}
+
 /// Runs `body` inside every engine's per-thread set-up, innermost last.
 fn within_engines(engines: &[Arc<dyn Engine>], body: &mut dyn FnMut()) {
     match engines.split_first() {
@@ -93,6 +116,8 @@ struct WorkerState {
 struct Worker {
     shared: Arc<Shared>,
     index: usize,
+    /// This thread's number, in the running slot while it runs a call.
+    incarnation: u64,
     /// This worker's end of the queue; `None` once handed to its replacement.
     local: Option<Local>,
     state: Option<WorkerState>,
@@ -103,9 +128,9 @@ struct Worker {
 }
 
 impl Worker {
-    fn run(&mut self) {
+    fn run(&mut self) -> Ended {
         let Some(mut local) = self.local.take() else {
-            return;
+            return Ended::Stopped;
         };
         // Cloned once, not per request: the count is shared by every worker.
         let shared = self.shared.clone();
@@ -113,28 +138,40 @@ impl Worker {
             // Nothing queued: let go of what the instances and the database hold between
             // calls before sleeping on the queue.
             let Some(job) = shared.queue.next(&mut local, &mut || self.idle_instances()) else {
-                return self.idle_instances();
+                self.idle_instances();
+                return Ended::Stopped;
             };
-            let served = catch_unwind(AssertUnwindSafe(|| self.serve(job)));
-            if let Err(panic) = served {
-                let message = panic_message(&*panic);
-                log::error!("worker {} failed: {message}; replacing it", self.index);
-                if let Some(running) = self.running().take() {
-                    self.shared.refuse(
-                        running.completion,
-                        ErrorKind::WorkerFailed,
-                        format!("the worker failed: {message}"),
-                    );
+            match catch_unwind(AssertUnwindSafe(|| self.serve(job))) {
+                Ok(Served::Done) => {}
+                Ok(Served::Abandoned) => {
+                    // Its deque was emptied and replaced when it was abandoned.
+                    drop(local);
+                    return Ended::Abandoned;
                 }
-                // The interpreters may be half-way through something: start afresh on a new
-                // thread rather than reuse them.
-                let state = self.state.take();
-                let _ = catch_unwind(AssertUnwindSafe(move || drop(state)));
-                // Without a replacement, the other workers serve the queue.
-                if let Err(e) = spawn_worker(&self.shared, local) {
-                    log::error!("cannot replace worker {}: {e}", self.index);
+                Err(panic) => {
+                    let message = panic_message(&*panic);
+                    let Ok(running) = self.take_running() else {
+                        log::error!("abandoned worker {} failed: {message}", self.index);
+                        return Ended::Abandoned;
+                    };
+                    log::error!("worker {} failed: {message}; replacing it", self.index);
+                    if let Some(completion) = running.and_then(|r| r.completion) {
+                        self.shared.refuse(
+                            completion,
+                            ErrorKind::WorkerFailed,
+                            format!("the worker failed: {message}"),
+                        );
+                    }
+                    // The interpreters may be half-way through something: start afresh on a
+                    // new thread rather than reuse them.
+                    let state = self.state.take();
+                    let _ = catch_unwind(AssertUnwindSafe(move || drop(state)));
+                    // Without a replacement, the other workers serve the queue.
+                    if let Err(e) = spawn_worker(&self.shared, local) {
+                        log::error!("cannot replace worker {}: {e}", self.index);
+                    }
+                    return Ended::Stopped;
                 }
-                return;
             }
         }
     }
@@ -152,7 +189,57 @@ impl Worker {
             .unwrap_or_else(|e| e.into_inner())
     }
 
-    fn serve(&mut self, job: Job) {
+    /// Takes this thread's call out of its running slot: `Ok(None)` when it has none, `Err`
+    /// when the slot is no longer this thread's (the watchdog abandoned it).
+    fn take_running(&self) -> Result<Option<Running>, Abandoned> {
+        let mut running = self.running();
+        match &*running {
+            Some(call) if call.incarnation == self.incarnation => {
+                let call = running.take();
+                if call.as_ref().is_some_and(|c| c.unreplaced) {
+                    self.shared.unreplaced.fetch_sub(1, Ordering::AcqRel);
+                }
+                Ok(call)
+            }
+            Some(_) => Err(Abandoned),
+            None => Err(Abandoned),
+        }
+    }
+
+    /// Answers a request no plugin will run: from the slot if it was published, else
+    /// directly.
+    fn refuse_unserved(
+        &self,
+        unpublished: Option<Running>,
+        kind: ErrorKind,
+        message: impl Into<String>,
+    ) -> Served {
+        match unpublished {
+            None => self.refuse(kind, message),
+            Some(running) => {
+                if let Some(completion) = running.completion {
+                    self.shared.refuse(completion, kind, message);
+                }
+                Served::Done
+            }
+        }
+    }
+
+    /// Takes the request back from the running slot to answer it without a plugin.
+    fn refuse(&self, kind: ErrorKind, message: impl Into<String>) -> Served {
+        match self.take_running() {
+            Ok(running) => {
+                // None: the watchdog answered it already.
+                if let Some(completion) = running.and_then(|r| r.completion) {
+                    self.shared.refuse(completion, kind, message);
+                }
+                Served::Done
+            }
+            Err(Abandoned) => Served::Abandoned,
+        }
+    }
+
+    fn serve(&mut self, job: Job) -> Served {
         let Job {
             args,
             deadline,
@@ -161,44 +248,60 @@ impl Worker {
         let callback = completion.callback();
         if Instant::now() >= deadline {
             let message = timeout_message(self.shared.config.timeout);
-            return self.shared.refuse(completion, ErrorKind::Timeout, message);
+            self.shared.refuse(completion, ErrorKind::Timeout, message);
+            return Served::Done;
         }
-        self.follow_live_set();
+        self.tickets += 1;
+        let ticket = self.tickets;
+        // Building interpreters for a new plugin set runs plugin code: publish the request
+        // first then, so that the watchdog answers it at its deadline whatever happens. In the
+        // steady state it is published once, below, with everything (one lock per request).
+        let mut unpublished = Some(Running {
+            ticket,
+            incarnation: self.incarnation,
+            deadline,
+            completion: Some(completion),
+            interrupt: None,
+            callback,
+            plugin: None,
+            unreplaced: false,
+        });
+        if self.must_follow_live_set() {
+            if let Some(running) = unpublished.take() {
+                publish(&self.shared, self.index, running);
+            }
+            self.follow_live_set();
+        }
         let Some(state) = self.state.as_mut() else {
-            return self.shared.refuse(
-                completion,
-                ErrorKind::WorkerFailed,
-                "the worker could not build its interpreters; see the log",
-            );
+            let message = "the worker could not build its interpreters; see the log";
+            return self.refuse_unserved(unpublished, ErrorKind::WorkerFailed, message);
         };
         let Some(route) = state.set.route(callback) else {
             let message = format!("no plugin defines {callback}");
-            return self
-                .shared
-                .refuse(completion, ErrorKind::MissingCallback, message);
+            return self.refuse_unserved(unpublished, ErrorKind::MissingCallback, message);
         };
-        self.tickets += 1;
-        let ticket = self.tickets;
         for (index, other) in state.instances.iter_mut().enumerate() {
             if index != route.engine {
                 other.idle();
             }
         }
         let instance = &mut state.instances[route.engine];
-        let wake_watchdog = {
-            let mut running = self.shared.running[self.index]
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            *running = Some(Running {
-                ticket,
-                deadline,
-                completion,
-                interrupt: instance.interrupter(),
-            });
-            self.shared.alarm.must_wake_for(deadline)
-        };
-        if wake_watchdog {
-            self.shared.alarm.wake();
+        let plugin = Some((state.set.generation(), route.info));
+        match unpublished {
+            Some(mut running) => {
+                running.interrupt = instance.interrupter();
+                running.plugin = plugin;
+                publish(&self.shared, self.index, running);
+            }
+            None => {
+                let mut slot = self.shared.running[self.index]
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
+                if let Some(call) = slot.as_mut() {
+                    call.interrupt = instance.interrupter();
+                    call.plugin = plugin;
+                }
+            }
         }
         // The scope gives SQLite the deadline and rolls back a transaction the call left open;
         // its read snapshot may serve the next requests (released in `idle_instances`).
@@ -212,12 +315,27 @@ impl Worker {
             ticket,
         });
         drop(request);
-        let running = self.shared.running[self.index]
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
+        let running = {
+            let mut slot = self.shared.running[self.index]
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            match &*slot {
+                Some(call) if call.incarnation == self.incarnation => slot.take(),
+                // Abandoned while stuck in this call: its caller had its answer, another thread
+                // serves this slot now, and this one only ends.
+                _ => return Served::Abandoned,
+            }
+        };
+        let Some(running) = running else {
+            return Served::Abandoned;
+        };
+        if running.unreplaced {
+            self.shared.unreplaced.fetch_sub(1, Ordering::AcqRel);
+        }
         // None: the watchdog answered at the deadline, and this late result goes nowhere.
-        let Some(running) = running else { return };
+        let Some(completion) = running.completion else {
+            return Served::Done;
+        };
         let decision = match returned {
             Ok(value) => {
                 let language = state.set.plugins()[route.info].language;
@@ -225,7 +343,6 @@ impl Worker {
             }
             Err(error) => Decision::error(callback, error),
         };
-        let completion = running.completion;
         let outcome = Outcome {
             decision,
             plugin: Some(state.plugin_names[route.info].clone()),
@@ -236,15 +353,22 @@ impl Worker {
             .counters
             .record(self.index, callback, &outcome.decision, outcome.elapsed);
         completion.complete(outcome);
+        Served::Done
+    }
+
+    /// Whether the live plugin set changed since this worker last built its interpreters.
+    fn must_follow_live_set(&self) -> bool {
+        let generation = self.shared.live.generation();
+        let current = self.state.as_ref().map(|s| s.set.generation());
+        current != Some(generation) && self.failed_generation != Some(generation)
     }
 
     /// Moves this worker to the live plugin set if it changed since the last request.
     fn follow_live_set(&mut self) {
-        let generation = self.shared.live.generation();
-        let current = self.state.as_ref().map(|s| s.set.generation());
-        if current == Some(generation) || self.failed_generation == Some(generation) {
+        if !self.must_follow_live_set() {
             return;
         }
+        let current = self.state.as_ref().map(|s| s.set.generation());
         let set = self.shared.live.current();
         let generation = set.generation();
         let instances: Result<Vec<_>, _> = set
@@ -279,3 +403,30 @@ impl Worker {
         }
     }
 }
+
+/// Puts `running` in worker `index`'s slot for the watchdog, waking it if the call is due
+/// sooner than it means to look.
+fn publish(shared: &Shared, index: usize, running: Running) {
+    let deadline = running.deadline;
+    let wake_watchdog = {
+        let mut slot = shared.running[index]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        *slot = Some(running);
+        shared.alarm.must_wake_for(deadline)
+    };
+    if wake_watchdog {
+        shared.alarm.wake();
+    }
+}
+
+/// How one request went for the worker.
+enum Served {
+    /// Answered (or left to the watchdog's answer): on to the next.
+    Done,
+    /// The watchdog abandoned this thread while it ran the call.
+    Abandoned,
+}
+
+/// The running slot is no longer this thread's: the watchdog abandoned it.
+struct Abandoned;

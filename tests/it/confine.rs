@@ -1,6 +1,7 @@
 //! SQL confinement (contract §5, issue 12): a Lua policy's SQL reaches only its own
 //! database. Each refused form is an error naming what was refused, and creates no file;
-//! what policies need still works; Python's SQL is not confined.
+//! what policies need still works; Python's SQL is not confined, unless the operator asks
+//! (`confine_python_sql`), and then the same forms are refused the same way.
 
 use std::path::Path;
 
@@ -9,10 +10,15 @@ use authhost::{ErrorKind, Host, UserDecision};
 use crate::common::{builder, error_of, RELAXED};
 
 fn host(dir: &Path, plugins: &str) -> Host {
+    confined_host(dir, plugins, false)
+}
+
+fn confined_host(dir: &Path, plugins: &str, confine_python_sql: bool) -> Host {
     builder(plugins)
         .db(dir.join("app.db"))
         .workers(1)
         .timeout(RELAXED)
+        .confine_python_sql(confine_python_sql)
         .build()
         .expect("the policy loads")
 }
@@ -21,7 +27,22 @@ fn host(dir: &Path, plugins: &str) -> Host {
 fn lua_sql_that_reaches_outside_its_database_is_refused_and_names_the_refusal() {
     let dir = tempfile::tempdir().unwrap();
     let host = host(dir.path(), "confine/lua/sql.lua");
-    let target = dir.path().join("escaped.db");
+    every_form_is_refused(&host, dir.path(), "Lua");
+}
+
+#[cfg(feature = "python")]
+#[test]
+fn confined_python_sql_is_refused_the_same_way() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = confined_host(dir.path(), "confine/python/sql.py", true);
+    every_form_is_refused(&host, dir.path(), "Python");
+}
+
+/// Each form of `sql.lua`/`sql.py` is refused with a message naming it and the policy's
+/// `language`, creates no file, and the allowed forms still work.
+fn every_form_is_refused(host: &Host, dir: &Path, language: &str) {
+    let prefix = format!("SQL refused in a {language} policy: ");
+    let target = dir.join("escaped.db");
     let target = target.display().to_string();
     for (what, refused) in [
         ("attach", "ATTACH"),
@@ -39,7 +60,7 @@ fn lua_sql_that_reaches_outside_its_database_is_refused_and_names_the_refusal() 
         assert_eq!(error.kind, ErrorKind::Raised, "{what}: {outcome:?}");
         let reason = error
             .message
-            .split_once("SQL refused in a Lua policy: ")
+            .split_once(prefix.as_str())
             .map(|(_, reason)| reason)
             .unwrap_or_else(|| panic!("{what}: not refused: {}", error.message));
         assert!(reason.contains(refused), "{what}: {}", error.message);

@@ -32,4 +32,6 @@ mod reload;
 mod reload_python;
 mod serve;
 mod sessions;
+#[cfg(feature = "python")]
+mod stuck;
 mod upstream;

@@ -64,6 +64,10 @@ struct HostOptions {
     /// A PEM file of CA certificates `authhost.http` trusts instead of the web roots.
     #[arg(long = "upstream-ca", global = true, value_name = "FILE")]
     upstream_ca: Option<PathBuf>,
+    /// Confine Python policies' SQL as Lua's always is (no ATTACH, VACUUM, extension loading
+    /// or file-touching pragmas).
+    #[arg(long = "confine-python-sql", global = true)]
+    confine_python_sql: bool,
     /// error, warn, info, debug or trace.
     #[arg(long = "log-level", global = true, default_value = "info")]
     log_level: log::LevelFilter,
@@ -92,7 +96,8 @@ impl HostOptions {
             .db(self.db.as_deref().unwrap_or(default_db.as_ref()))
             .timeout(Duration::from_millis(self.timeout_ms))
             .session_idle(Duration::from_secs(self.session_idle))
-            .session_max(Duration::from_secs(self.session_max));
+            .session_max(Duration::from_secs(self.session_max))
+            .confine_python_sql(self.confine_python_sql);
         if let Some(workers) = self.workers.or(default_workers) {
             builder = builder.workers(workers);
         }

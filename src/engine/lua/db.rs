@@ -22,7 +22,7 @@ pub(super) fn module(lua: &Lua, db: Database, clock: Rc<Clock>) -> mlua::Result<
 
     let (query_db, query_clock) = (db.clone(), clock.clone());
     let query = lua.create_function(move |lua, (sql, params): (Value, Variadic<Value>)| {
-        let _confined = Confined::enter();
+        let _confined = Confined::enter("Lua");
         let sql = sql_text(&sql, "query")?;
         let params = sql_params(&params, "query")?;
         let mut failure = None;
@@ -45,7 +45,7 @@ pub(super) fn module(lua: &Lua, db: Database, clock: Rc<Clock>) -> mlua::Result<
 
     let (exec_db, exec_clock) = (db.clone(), clock.clone());
     let exec = lua.create_function(move |_, (sql, params): (Value, Variadic<Value>)| {
-        let _confined = Confined::enter();
+        let _confined = Confined::enter("Lua");
         let sql = sql_text(&sql, "exec")?;
         let params = sql_params(&params, "exec")?;
         let changed = exec_db

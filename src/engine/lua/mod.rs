@@ -9,8 +9,10 @@ mod api;
 mod db;
 mod http;
 mod json;
+mod pattern;
 mod sandbox;
 mod sessions;
+mod strings;
 
 use std::cell::Cell;
 use std::rc::Rc;
@@ -86,6 +88,17 @@ impl Clock {
 
     pub(crate) fn expired(&self) -> bool {
         self.expired.get()
+    }
+
+    /// Fails with "timeout" once the deadline has passed (and from then on until re-armed).
+    /// The instruction hook asks every few thousand instructions; C-speed work in Rust (the
+    /// pattern matcher) asks as it goes.
+    pub(crate) fn check(&self) -> mlua::Result<()> {
+        if self.expired.get() || Instant::now() >= self.deadline.get() {
+            self.expired.set(true);
+            return Err(mlua::Error::runtime("timeout"));
+        }
+        Ok(())
     }
 }
 
@@ -163,15 +176,12 @@ impl LuaInstance {
         lua.set_global_hook(
             HookTriggers::new().every_nth_instruction(INSTRUCTIONS_PER_CHECK),
             move |_, _| {
-                if hook_clock.expired.get() || Instant::now() >= hook_clock.deadline.get() {
-                    hook_clock.expired.set(true);
-                    return Err(mlua::Error::runtime("timeout"));
-                }
+                hook_clock.check()?;
                 Ok(VmState::Continue)
             },
         )
         .map_err(setup_error)?;
-        sandbox::apply(&lua, clock.clone()).map_err(setup_error)?;
+        sandbox::apply(&lua, clock.clone(), config.lua_memory_limit).map_err(setup_error)?;
         // The worker's connection when built on a worker; a probe's own one in `prepare`.
         let db = Database::at(&config.db_location());
         let http = crate::script_api::http::Client::confined(&config.upstream)

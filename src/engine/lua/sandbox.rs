@@ -1,6 +1,11 @@
 //! The Lua sandbox of contract §5: `string`, `table`, `math`, `utf8`, the safe base
 //! functions and `os.time`/`os.clock`/`os.date`; no `io`, no `debug`, no file or C-module
 //! loading, no bytecode.
+//!
+//! Nothing in it may keep a worker past the deadline: the pattern functions are the
+//! deadline-aware ones of [`super::strings`], and `setmetatable` refuses a `__gc`
+//! metamethod, because Lua runs finalizers with the instruction hook off, whenever the
+//! collector gets to them, possibly during another request.
 
 use std::rc::Rc;
 
@@ -21,26 +26,44 @@ const REMOVED_GLOBALS: [&str; 6] = [
 /// `os` functions a policy may use: they read the clock and nothing else.
 const KEPT_OS_FUNCTIONS: [&str; 3] = ["time", "clock", "date"];
 
-/// Wraps `pcall`/`xpcall` so that a timeout cannot be caught, and `load` so that it takes
-/// only text. Runs once per interpreter with the real functions as its arguments.
+/// Wraps `pcall`/`xpcall` so that a timeout cannot be caught, `load` so that it takes
+/// only text, and `setmetatable` so that it refuses `__gc`. Runs once per interpreter with the
+/// real functions as its arguments.
 const WRAPPERS: &str = r#"
-local raw_pcall, raw_xpcall, raw_load, expired, error, type = ...
+local raw_pcall, raw_xpcall, raw_load, expired, error, type, raw_setmetatable, rawget = ...
 local function rethrow_timeout(ok, ...)
   if not ok and expired() then error("timeout", 0) end
   return ok, ...
 end
 pcall = function(f, ...) return rethrow_timeout(raw_pcall(f, ...)) end
-xpcall = function(f, handler, ...) return rethrow_timeout(raw_xpcall(f, handler, ...)) end
+-- Lua calls the message handler for the hook's own timeout error from inside the hook, with
+-- the hook off: past the deadline the handler must not run, or a looping one never stops.
+xpcall = function(f, handler, ...)
+  if type(handler) ~= "function" then return raw_xpcall(f, handler, ...) end
+  local function guarded(e)
+    if expired() then return e end
+    return handler(e)
+  end
+  return rethrow_timeout(raw_xpcall(f, guarded, ...))
+end
 load = function(chunk, name, mode, env)
   if type(chunk) ~= "string" then
     error("load: only source text can be loaded in the sandbox", 2)
   end
   return raw_load(chunk, name, "t", env)
 end
+setmetatable = function(t, mt)
+  if type(mt) == "table" and rawget(mt, "__gc") ~= nil then
+    error("setmetatable: __gc metamethods are not allowed in policies (a finalizer runs "
+      .. "outside any request's deadline)", 2)
+  end
+  return raw_setmetatable(t, mt)
+end
 "#;
 
-/// Makes `lua`'s globals the sandbox. `clock` tells the `pcall` wrappers when time is up.
-pub(super) fn apply(lua: &Lua, clock: Rc<Clock>) -> mlua::Result<()> {
+/// Makes `lua`'s globals the sandbox. `clock` tells the `pcall` wrappers and the pattern
+/// functions when time is up; `memory_limit` bounds what `gsub` builds.
+pub(super) fn apply(lua: &Lua, clock: Rc<Clock>, memory_limit: usize) -> mlua::Result<()> {
     let globals = lua.globals();
     let raw_load: Function = globals.raw_get("load")?;
     for name in REMOVED_GLOBALS {
@@ -55,6 +78,7 @@ pub(super) fn apply(lua: &Lua, clock: Rc<Clock>) -> mlua::Result<()> {
     let string: Table = globals.raw_get("string")?;
     // string.dump makes bytecode; nothing in a policy needs it.
     string.raw_set("dump", Value::Nil)?;
+    super::strings::install(lua, &string, clock.clone(), memory_limit)?;
 
     // `getmetatable("")` would hand out the string metatable, shared by every plugin of the
     // interpreter, whose `__index` is the real `string` table: lock it.
@@ -74,6 +98,8 @@ pub(super) fn apply(lua: &Lua, clock: Rc<Clock>) -> mlua::Result<()> {
             expired,
             globals.raw_get::<Function>("error")?,
             globals.raw_get::<Function>("type")?,
+            globals.raw_get::<Function>("setmetatable")?,
+            globals.raw_get::<Function>("rawget")?,
         ))
 }
 

@@ -41,12 +41,6 @@ pub(super) fn get() -> Result<&'static Interpreter, Error> {
         .map_err(|e| Error::Config(format!("cannot set up the Python interpreter: {e}")))
 }
 
-/// Whether the interpreter has been started (by authhost or by the program it runs in).
-pub(super) fn is_started() -> bool {
-    // SAFETY: always safe to ask.
-    unsafe { pyo3::ffi::Py_IsInitialized() != 0 }
-}
-
 fn set_up(py: Python<'_>, ours: bool) -> PyResult<Interpreter> {
     let sys = py.import("sys")?;
     let modules = sys.getattr("modules")?;

@@ -18,7 +18,7 @@ use crate::config::Config;
 use crate::decision::Callback;
 use crate::engine::{refuse_misnamed, Misnamed, PluginSource};
 use crate::error::Error;
-use crate::script_api::db::{Database, RequestScope};
+use crate::script_api::db::{Confined, Database, RequestScope};
 use crate::script_api::log::{self, Level};
 
 /// One loaded plugin file.
@@ -91,6 +91,12 @@ pub(super) fn load(
         .map(|source| loading.file(source))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Arc::new(Plugins { files, own }))
+}
+
+/// Confines the policy SQL of this thread while the guard lives, if the operator asked for
+/// it (`Config::confine_python_sql`); Python policies are trusted otherwise.
+pub(super) fn confined_sql(confine: bool) -> Option<Confined> {
+    confine.then(|| Confined::enter("Python"))
 }
 
 struct Loading<'a, 'py> {
@@ -229,6 +235,7 @@ impl<'py> Loading<'_, 'py> {
         // authhost.db works here, within the deadline; a transaction left open is rolled
         // back when the scope ends.
         let request = RequestScope::enter(&self.db, deadline);
+        let _confined = confined_sql(self.config.confine_python_sql);
         let running = Running::begin(self.py, &self.target, load_ticket(), Some(deadline));
         let result = run();
         let interrupted = running.end();

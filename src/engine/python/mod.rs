@@ -94,15 +94,9 @@ impl Engine for PythonEngine {
         Ok(Arc::new(PreparedPython { plugins }))
     }
 
-    fn run_worker(&self, body: &mut dyn FnMut()) {
-        // A host whose first set has no Python plugin does not start Python for them; its
-        // workers get their thread state when a later set brings one (see `instantiate`).
-        if interpreter::is_started() {
-            thread::attached_for_life(body)
-        } else {
-            body()
-        }
-    }
+    // No `run_worker`: a worker gets its thread state at its first Python call (see
+    // `PythonInstance::keep_gil`), not when it starts. A worker that replaces a stuck one must
+    // be able to start, and serve Lua, while the stuck thread holds the GIL.
 }
 
 struct PreparedPython {
@@ -124,7 +118,6 @@ impl Prepared for PreparedPython {
     }
 
     fn instantiate(&self, config: &Config) -> Result<Box<dyn Instance>, Error> {
-        thread::keep_thread_state();
         crate::sessions::bind_to_thread(
             config
                 .session_store()
@@ -145,6 +138,7 @@ impl Prepared for PreparedPython {
             interrupt: Arc::new(TargetInterrupt(target.clone())),
             target,
             timeout: config.timeout,
+            confine_sql: config.confine_python_sql,
             _db: Database::at(&config.db_location()),
             held: None,
         }))
@@ -159,6 +153,8 @@ struct PythonInstance {
     target: Arc<Target>,
     interrupt: Arc<dyn Interrupt>,
     timeout: Duration,
+    /// Whether this host confines Python policies' SQL (`Config::confine_python_sql`).
+    confine_sql: bool,
     /// This thread's database connection, kept open across generations while the worker
     /// has an instance; `authhost.db` reaches it through the request's scope.
     _db: Database,
@@ -189,6 +185,7 @@ const KEEP_GIL_FOR: Duration = Duration::from_micros(1000);
 impl PythonInstance {
     fn keep_gil(&mut self) {
         if self.held.is_none() {
+            thread::keep_thread_state();
             // SAFETY: the interpreter is initialized (this instance exists), and this worker
             // thread has its own thread state (`thread`); the state is given back by
             // `let_go_of_gil` on the same thread.
@@ -228,23 +225,44 @@ impl Drop for PythonInstance {
 impl Instance for PythonInstance {
     fn call(&mut self, call: Call<'_>) -> Result<ScriptValue, DecisionError> {
         self.keep_gil();
+        if Instant::now() >= call.deadline {
+            // The GIL came too late (another thread held it past this call's deadline): the
+            // caller has had its answer; running the policy now would only have effects no
+            // one asked for any more.
+            self.after_call();
+            return Err(DecisionError::new(
+                ErrorKind::Timeout,
+                timeout_message(self.timeout),
+            ));
+        }
         let function = self.plugins.files[call.plugin].callbacks[call.callback.index()]
             .as_ref()
             .expect("the set routes a callback only to a plugin that defines it");
         // Re-attaches on this thread's own thread state; the GIL is already this thread's.
         let answer = Python::attach(|py| {
             let _scope = PluginScope::enter(self.tags[call.plugin].clone());
+            let _confined = load::confined_sql(self.confine_sql);
+            // Everything that can run policy code stays inside the call's interruptible span:
+            // the call, but also reading what came back, an exception's `__str__` and the
+            // `__del__` of the objects it returned, which would otherwise run unwatched.
             let running = Running::begin(py, &self.target, call.ticket, None);
             let returned = match call.args {
                 [one] => function.call1(py, (*one,)),
                 [first, second] => function.call1(py, (*first, *second)),
                 _ => unreachable!("callbacks take one or two arguments"),
             };
-            let interrupted = running.end();
-            match returned {
+            let answer = match &returned {
                 Ok(value) => Ok(script_value(value.bind(py))),
-                Err(error) => Err(self.call_error(py, call, &error, interrupted)),
+                Err(error) => Err(self.call_error(py, call, error)),
+            };
+            drop(returned);
+            if running.end() {
+                return Err(DecisionError::new(
+                    ErrorKind::Timeout,
+                    timeout_message(self.timeout),
+                ));
             }
+            answer
         });
         self.after_call();
         answer
@@ -260,14 +278,8 @@ impl Instance for PythonInstance {
 }
 
 impl PythonInstance {
-    fn call_error(
-        &self,
-        py: Python<'_>,
-        call: Call<'_>,
-        error: &PyErr,
-        interrupted: bool,
-    ) -> DecisionError {
-        if interrupted || error.is_instance_of::<PolicyTimeout>(py) {
+    fn call_error(&self, py: Python<'_>, call: Call<'_>, error: &PyErr) -> DecisionError {
+        if error.is_instance_of::<PolicyTimeout>(py) {
             return DecisionError::new(ErrorKind::Timeout, timeout_message(self.timeout));
         }
         let raised = Raised::new(py, error, &self.plugins.own);

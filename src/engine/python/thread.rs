@@ -2,8 +2,11 @@
 //!
 //! Attaching a thread that has no thread state creates one, and detaching it for the last
 //! time destroys it: per request, that would cost far more than the call. So a worker
-//! attaches once when it starts and detaches at once, keeping its thread state; each call
-//! then re-attaches on it, which only takes the GIL.
+//! makes its thread state at its first Python call and keeps it until the thread ends
+//! ([`keep_thread_state`]); each call then re-attaches on it, which only takes the GIL. (Not
+//! when the worker starts: making a thread state takes the GIL, and a worker that replaces
+//! a stuck one must start, and serve Lua, while the stuck thread holds it.) The enforcer
+//! thread attaches for its whole life ([`attached_for_life`]).
 
 use std::cell::Cell;
 
@@ -35,8 +38,7 @@ pub(super) fn attached_for_life(body: &mut dyn FnMut()) {
 }
 
 /// Keeps a thread state for the calling thread if it does not have one already, until the
-/// thread ends. For worker threads that started before the interpreter did (the host's first
-/// set had no Python plugin) and therefore did not attach for life.
+/// thread ends. Called by a worker before each Python call; only the first does anything.
 pub(super) fn keep_thread_state() {
     thread_local! {
         static KEEPER: Cell<Option<Keeper>> = const { Cell::new(None) };
@@ -45,8 +47,8 @@ pub(super) fn keep_thread_state() {
         return;
     }
     // SAFETY: the interpreter is initialized (an instance exists only after a load), this
-    // thread is not attached (it would have been kept otherwise), and the state is released
-    // by the same thread in `Keeper::drop`.
+    // thread is not attached (it would have been kept otherwise, and a worker calls this
+    // without the GIL), and the state is released by the same thread in `Keeper::drop`.
     let keeper = unsafe {
         let gstate = ffi::PyGILState_Ensure();
         let tstate = ffi::PyEval_SaveThread();

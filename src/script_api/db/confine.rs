@@ -31,25 +31,27 @@ const ALLOWED_PRAGMAS: [&str; 13] = [
 ];
 
 thread_local! {
-    /// Whether SQL run on this thread now is a confined (Lua) policy's.
-    static CONFINED: Cell<bool> = const { Cell::new(false) };
+    /// The language of the confined policy whose SQL runs on this thread now, if any.
+    static CONFINED: Cell<Option<&'static str>> = const { Cell::new(None) };
     /// Whether the statement being prepared now is the policy's own, under confinement.
     static CHECKING: Cell<bool> = const { Cell::new(false) };
-    /// What the authorizer refused last, for the error message.
-    static REFUSED: RefCell<Option<String>> = const { RefCell::new(None) };
+    /// What the authorizer refused last, and in which language's policy, for the message.
+    static REFUSED: RefCell<Option<(&'static str, String)>> = const { RefCell::new(None) };
 }
 
 /// While alive, the SQL a policy runs on this thread is confined. Entered by the Lua
-/// binding around each `authhost.db` call (and by Python's when confinement is asked for).
+/// binding around each `authhost.db` call, and by the Python engine around each call, load
+/// and `setup()` when `Config::confine_python_sql` asks for it.
 pub struct Confined {
-    previous: bool,
+    previous: Option<&'static str>,
 }
 
 impl Confined {
-    /// Confines this thread's policy SQL until the guard drops.
-    pub fn enter() -> Confined {
+    /// Confines this thread's policy SQL until the guard drops; `language` ("Lua",
+    /// "Python") is named in refusals.
+    pub fn enter(language: &'static str) -> Confined {
         Confined {
-            previous: CONFINED.with(|c| c.replace(true)),
+            previous: CONFINED.with(|c| c.replace(Some(language))),
         }
     }
 }
@@ -62,7 +64,7 @@ impl Drop for Confined {
 
 /// Whether this thread's policy SQL is confined now.
 pub(super) fn is_confined() -> bool {
-    CONFINED.with(|c| c.get())
+    CONFINED.with(|c| c.get()).is_some()
 }
 
 /// Runs `prepare`, which prepares the policy's own SQL, with the authorizer checking it if
@@ -78,8 +80,8 @@ pub(super) fn preparing<T>(prepare: impl FnOnce() -> T) -> T {
     result
 }
 
-/// The reason of the last refusal on this thread, taken.
-pub(super) fn take_refusal() -> Option<String> {
+/// The last refusal on this thread, taken: the policy's language and the reason.
+pub(super) fn take_refusal() -> Option<(&'static str, String)> {
     REFUSED.with(|r| r.borrow_mut().take())
 }
 
@@ -91,7 +93,8 @@ pub(super) fn authorize(context: AuthContext<'_>) -> Authorization {
     match refusal(&context.action) {
         None => Authorization::Allow,
         Some(reason) => {
-            REFUSED.with(|r| *r.borrow_mut() = Some(reason));
+            let language = CONFINED.with(|c| c.get()).unwrap_or("confined");
+            REFUSED.with(|r| *r.borrow_mut() = Some((language, reason)));
             Authorization::Deny
         }
     }

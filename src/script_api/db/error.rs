@@ -69,9 +69,9 @@ pub(super) fn sql_error(error: rusqlite::Error, sql: &str) -> DbError {
     };
     // The authorizer refused it (SQLite says "not authorized", with one code or another):
     // say what and why.
-    if let Some(reason) = super::confine::take_refusal() {
+    if let Some((language, reason)) = super::confine::take_refusal() {
         return DbError::Sql {
-            message: format!("SQL refused in a Lua policy: {reason}"),
+            message: format!("SQL refused in a {language} policy: {reason}"),
             sql: excerpt(sql),
         };
     }
