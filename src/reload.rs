@@ -39,13 +39,13 @@
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use crossbeam_channel::{Receiver, Sender};
-use notify::event::{AccessKind, AccessMode, EventKind};
+use notify::event::{AccessKind, AccessMode, EventKind, ModifyKind, RenameMode};
 use notify::{RecommendedWatcher, RecursiveMode, Watcher};
 
 use crate::error::{Error, Result};
@@ -141,6 +141,18 @@ fn is_change_kind(kind: &EventKind) -> bool {
         EventKind::Access(_) => false,
         _ => true,
     }
+}
+
+/// Whether an event says its path went away from where it was: removed, or moved from it.
+fn is_going_away(kind: &EventKind) -> bool {
+    matches!(
+        kind,
+        EventKind::Remove(_) | EventKind::Modify(ModifyKind::Name(RenameMode::From))
+    )
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Whether a `notify` event (or error) should lead to a reload.
@@ -281,12 +293,39 @@ fn add_watch(watches: &mut Vec<Watch>, path: &Path) -> bool {
     true
 }
 
+/// Paths removed or moved away since the watches were last armed.
+#[derive(Default)]
+struct Gone {
+    paths: Vec<PathBuf>,
+    /// More than [`MAX_WATCHES`] went: every watch is taken as gone.
+    overflowed: bool,
+}
+
+impl Gone {
+    fn note(&mut self, paths: &[PathBuf]) {
+        if self.paths.len() + paths.len() > MAX_WATCHES {
+            // A busy directory above the plugins (/tmp, say): stop counting.
+            self.overflowed = true;
+            self.paths.clear();
+        } else if !self.overflowed {
+            self.paths.extend_from_slice(paths);
+        }
+    }
+
+    fn has(&self, path: &Path) -> bool {
+        self.overflowed || self.paths.iter().any(|p| p == path)
+    }
+}
+
 /// The `notify` watcher and the directories it watches, armed again before every reload.
 struct Watches {
     watcher: RecommendedWatcher,
     armed: Vec<Watch>,
     /// What the event handler counts as a change; replaced at each arming.
     scope: Arc<ArcSwap<Scope>>,
+    /// Paths that were removed or moved away since the last arming (their watches, if
+    /// any, are gone in `notify`), from the event handler.
+    gone: Arc<Mutex<Gone>>,
     plugins: PathBuf,
     is_dir: bool,
 }
@@ -300,16 +339,28 @@ impl Watches {
         // (Never while calling into `notify`, whose calls wait for its event thread, which
         // runs the handler that reads the scope.)
         self.scope.store(Arc::new(scope));
-        // All afresh each time: a directory deleted and created again may have the deleted
-        // one's inode, and `notify` forgets the watch of a directory that went away. What
-        // changes while no watch is on is read by the reload that follows.
-        for old in self.armed.drain(..) {
+        // A watch on the same path and directory as before stays on: taking it off and on
+        // again opens a gap in which events are lost, and a change saved in that gap (the
+        // second half of a truncate-then-write) would never reload. A directory that went
+        // away (deleted, moved) lost its watch in `notify`, even if one created again has the
+        // deleted one's inode: those are watched afresh. What changes while no watch is on
+        // is read by the reload that follows.
+        let gone = std::mem::take(&mut *lock(&self.gone));
+        let (kept, stale): (Vec<Watch>, Vec<Watch>) = self
+            .armed
+            .drain(..)
+            .partition(|old| wanted.contains(old) && !gone.has(&old.path));
+        for old in stale {
             // Fails when the directory went away with its watch: nothing left to stop.
             let _ = self.watcher.unwatch(&old.path);
         }
         let mut armed = Vec::with_capacity(wanted.len());
         let mut failed = Vec::new();
         for watch in wanted {
+            if kept.contains(&watch) {
+                armed.push(watch);
+                continue;
+            }
             match self.watcher.watch(&watch.path, RecursiveMode::NonRecursive) {
                 Ok(()) => armed.push(watch),
                 Err(e) => failed.push((watch.path, e)),
@@ -354,7 +405,14 @@ impl PluginWatcher {
         let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
         let scope: Arc<ArcSwap<Scope>> = Arc::default();
         let handler_scope = scope.clone();
-        let watcher = notify::recommended_watcher(move |event| {
+        let gone: Arc<Mutex<Gone>> = Arc::default();
+        let handler_gone = gone.clone();
+        let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+            if let Ok(event) = &event {
+                if is_going_away(&event.kind) {
+                    lock(&handler_gone).note(&event.paths);
+                }
+            }
             if is_relevant(&event, &handler_scope.load()) {
                 // Full: a reload is already pending. Disconnected: the watcher is stopping.
                 let _ = changed_tx.try_send(());
@@ -365,6 +423,7 @@ impl PluginWatcher {
             watcher,
             armed: Vec::new(),
             scope,
+            gone,
             plugins: plugins.to_path_buf(),
             is_dir: metadata.is_dir(),
         };
