@@ -7,9 +7,12 @@
 // Helpers shared by several areas.
 mod common;
 mod db_support;
+mod http_programs;
 mod reload_support;
 
 // The areas, one module each.
+#[cfg(feature = "python")]
+mod chromium;
 mod cli;
 mod confine;
 mod db;
@@ -17,7 +20,9 @@ mod decisions;
 mod embed;
 mod isolation;
 mod lua;
+mod nginx;
 mod pool;
+mod prometheus;
 #[cfg(feature = "python")]
 mod python;
 #[cfg(feature = "python")]
@@ -28,3 +33,4 @@ mod reload_python;
 mod serve;
 mod sessions;
 mod upstream;
+mod websocket;
