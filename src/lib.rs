@@ -37,10 +37,10 @@
 //!
 //! ## Cargo features
 //!
-//! `lua`, `python` (an engine each), `bundled` (SQLite compiled in) and `cli` (the `authhost`
-//! binary's own dependencies) are on by default. An embedder that wants neither the binary's
-//! dependencies nor libpython asks for `default-features = false, features = ["lua",
-//! "bundled"]`.
+//! `lua`, `python` (an engine each), `bundled` (SQLite compiled in), `cli` (the `authhost`
+//! binary's own dependencies) and `http` (the HTTP front of [`serve`]: axum, hyper, tokio) are
+//! on by default. An embedder that wants neither the binary's dependencies, nor libpython,
+//! nor an async runtime asks for `default-features = false, features = ["lua", "bundled"]`.
 //!
 //! ## Unsafe code
 //!
@@ -80,6 +80,7 @@ mod host;
 mod live_set;
 mod plugins;
 mod pool;
+mod random;
 mod reload;
 mod script_api;
 pub mod serve;

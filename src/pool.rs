@@ -238,8 +238,12 @@ impl Shared {
             DecisionError::new(kind, message),
             completion.submitted().elapsed(),
         );
-        self.counters
-            .record(self.counters.off_worker(), callback, &outcome.decision);
+        self.counters.record(
+            self.counters.off_worker(),
+            callback,
+            &outcome.decision,
+            outcome.elapsed,
+        );
         completion.complete(outcome);
     }
 }

@@ -215,7 +215,7 @@ impl Worker {
         };
         self.shared
             .counters
-            .record(self.index, callback, &outcome.decision);
+            .record(self.index, callback, &outcome.decision, outcome.elapsed);
         completion.complete(outcome);
     }
 

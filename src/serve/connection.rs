@@ -1,9 +1,11 @@
 //! One connection: a reader that dispatches requests as they are parsed, and a writer thread
 //! that writes the answers as they complete.
 //!
-//! Back-pressure: every line that will produce an answer takes one of the connection's
-//! `max_pending` places before it is dispatched, and gives it back once its answer is
-//! written. A client that does not read its answers therefore stops being read from, and the
+//! Each line is one JSON-RPC message, answered through [`rpc::dispatch`].
+//!
+//! Back-pressure: every line takes one of the connection's `max_pending` places per call it
+//! makes (one per member for a batch) before it is dispatched, and gives them back once its
+//! answer is written. A client that does not read its answers therefore stops being read from, and the
 //! connection's memory stays bounded; the workers never wait on a client (they hand answers
 //! to an unbounded channel that the places keep short).
 
@@ -13,28 +15,17 @@ use std::sync::Arc;
 use std::thread::Thread;
 use std::time::Duration;
 
-use crossbeam_channel::{Receiver, Sender, TryRecvError};
-use serde_json::Value;
-
 use super::lines::{Line, LineReader};
-use super::protocol::{self, ErrorCode, Method, Refusal, Request, RpcError};
+use super::rpc::{self, Context, Message};
 use super::Shared;
-use crate::decision_log::{ArgsDigest, DecisionRecorder};
-use crate::host::Host;
+use crossbeam_channel::{Receiver, Sender, TryRecvError};
 
-/// What every connection of a server shares.
-#[derive(Clone)]
-pub(crate) struct Context {
-    pub host: Host,
-    pub shared: Arc<Shared>,
-    pub log: Option<DecisionRecorder>,
-    /// Answers a connection may have pending (dispatched, not yet written).
-    pub max_pending: usize,
+/// An answer for the writer: a response (without its newline), or `None` when nothing is
+/// to be sent (notifications), and the places it gives back once written.
+struct Answer {
+    text: Option<String>,
+    places: usize,
 }
-
-/// An answer for the writer: a response line, or `None` for a notification, which only gives
-/// its place back.
-type Answer = Option<String>;
 
 /// One connection's count of pending answers, shared by its reader and writer.
 struct Places {
@@ -47,20 +38,20 @@ struct Places {
 }
 
 impl Places {
-    /// Takes a place for one answer, waiting while all are taken. `false` if the connection
-    /// or the server is closing instead.
-    fn take(&self, shared: &Shared) -> bool {
+    /// Takes `n` places (at most the limit), waiting while too few are free. `false` if the
+    /// connection or the server is closing instead.
+    fn take(&self, shared: &Shared, n: usize) -> bool {
         loop {
             if self.closed.load(Ordering::Acquire) || shared.is_stopping() {
                 return false;
             }
-            // Only the reader adds, so a place seen free stays free until taken.
-            if self.pending.load(Ordering::Acquire) < self.limit {
-                self.pending.fetch_add(1, Ordering::AcqRel);
+            // Only the reader adds, so places seen free stay free until taken.
+            if self.pending.load(Ordering::Acquire) + n <= self.limit {
+                self.pending.fetch_add(n, Ordering::AcqRel);
                 // Counted before the stop check, so a drain never misses this request.
-                shared.outstanding.fetch_add(1, Ordering::SeqCst);
+                shared.outstanding.fetch_add(n, Ordering::SeqCst);
                 if shared.is_stopping() {
-                    self.give_back(shared, 1);
+                    self.give_back(shared, n);
                     return false;
                 }
                 return true;
@@ -74,16 +65,16 @@ impl Places {
             return;
         }
         shared.outstanding.fetch_sub(n, Ordering::SeqCst);
-        let before = self.pending.fetch_sub(n, Ordering::AcqRel);
-        if before >= self.limit {
-            self.reader.unpark();
-        }
+        // The reader may be waiting for several places: wake it whenever some free up.
+        self.pending.fetch_sub(n, Ordering::AcqRel);
+        self.reader.unpark();
     }
 }
 
 /// Serves one connection until its input ends, the client goes away, or the server stops;
 /// returns once every answer it dispatched is written (or dropped, for a client gone).
-pub(crate) fn serve<R, W>(context: &Context, source: R, sink: W, peer: &str)
+/// `trusted` says whether control methods are allowed (see [`rpc`]).
+pub(crate) fn serve<R, W>(context: &Context, source: R, sink: W, peer: &str, trusted: bool)
 where
     R: Read,
     W: Write + Send + 'static,
@@ -110,7 +101,7 @@ where
             return;
         }
     };
-    let reason = read_requests(context, source, &answers, &places);
+    let reason = read_requests(context, source, &answers, &places, trusted);
     log::debug!("{peer}: {reason}");
     drop(answers);
     let _ = writer.join();
@@ -122,6 +113,7 @@ fn read_requests<R: Read>(
     source: R,
     answers: &Sender<Answer>,
     places: &Places,
+    trusted: bool,
 ) -> String {
     let mut lines = LineReader::new(source);
     loop {
@@ -133,112 +125,24 @@ fn read_requests<R: Read>(
             Ok(None) => return "end of input".into(),
             Err(e) => return format!("read error: {e}"),
         };
-        let parsed = match line {
+        let message = match line {
             Line::Complete(bytes) if bytes.iter().all(u8::is_ascii_whitespace) => continue,
-            Line::Complete(bytes) => protocol::parse_request(bytes),
-            Line::TooLong => Err(Box::new(Refusal::line_too_long())),
+            Line::Complete(bytes) => Message::parse(bytes),
+            Line::TooLong => Message::line_too_long(),
         };
-        if !places.take(&context.shared) {
+        // A batch longer than the connection's limit takes all its places.
+        let taken = message.calls().clamp(1, places.limit);
+        if !places.take(&context.shared, taken) {
             return "the connection or the server is closing".into();
         }
-        match parsed {
-            Ok(request) => dispatch(context, request, answers),
-            Err(refusal) => {
-                let line = refusal
-                    .reply_to
-                    .map(|id| protocol::error_line(&id, &refusal.error));
-                let _ = answers.send(line);
-            }
-        }
-    }
-}
-
-/// Starts answering one request; its answer reaches `answers` when it completes.
-fn dispatch(context: &Context, request: Request, answers: &Sender<Answer>) {
-    let Request { id, method } = request;
-    match method {
-        Method::Call { callback, args } => {
-            let log = context
-                .log
-                .as_ref()
-                .map(|log| (log.clone(), ArgsDigest::of(&args[..callback.arity()])));
-            let answers = answers.clone();
-            context.host.call_async(callback, args, move |outcome| {
-                if let Some((log, digest)) = log {
-                    log.record(callback, &digest, &outcome);
-                }
-                let _ = answers.send(id.map(|id| protocol::outcome_line(&id, &outcome)));
+        let answers = answers.clone();
+        rpc::dispatch(context, message, trusted, move |text| {
+            let _ = answers.send(Answer {
+                text,
+                places: taken,
             });
-        }
-        Method::Status => {
-            let status = context.host.status().to_json();
-            let _ = answers.send(id.map(|id| protocol::result_line(&id, &status)));
-        }
-        Method::Session(method) => dispatch_session(context, id, method, answers),
-        Method::Reload => {
-            // Loading a set takes a while: do it off the reader, so that this connection's
-            // other requests go on meanwhile.
-            let host = context.host.clone();
-            let answers_for_thread = answers.clone();
-            let id_for_thread = id.clone();
-            let spawned = std::thread::Builder::new()
-                .name("authhost-reload".into())
-                .spawn(move || {
-                    let _ = answers_for_thread.send(reload(&host, id_for_thread));
-                });
-            if spawned.is_err() {
-                let _ = answers.send(reload(&context.host, id));
-            }
-        }
+        });
     }
-}
-
-/// `auth` runs on a worker like `user_login`; `auth_token` and `auth_clear` are one
-/// indexed statement each, answered here without a worker.
-fn dispatch_session(
-    context: &Context,
-    id: Option<Value>,
-    method: protocol::SessionMethod,
-    answers: &Sender<Answer>,
-) {
-    use protocol::SessionMethod;
-    match method {
-        SessionMethod::Auth { args } => {
-            let answers = answers.clone();
-            context.host.auth_async(args, move |answer| {
-                let _ = answers.send(id.map(|id| protocol::result_line(&id, &answer.to_json())));
-            });
-        }
-        SessionMethod::Token { token } => {
-            let checked = context.host.auth_token(&token);
-            let _ = answers
-                .send(id.map(|id| protocol::result_line(&id, &crate::host::token_json(&checked))));
-        }
-        SessionMethod::Clear { token } => {
-            // A failed clear says so: the session may still be live.
-            let answer = match context.host.auth_clear(&token) {
-                Ok(cleared) => serde_json::json!({ "cleared": cleared }),
-                Err(e) => serde_json::json!({ "cleared": false, "error": e.to_string() }),
-            };
-            let _ = answers.send(id.map(|id| protocol::result_line(&id, &answer)));
-        }
-    }
-}
-
-fn reload(host: &Host, id: Option<Value>) -> Answer {
-    let answer = match host.reload() {
-        Ok(status) => Ok(status.to_json()),
-        Err(e) => Err(RpcError {
-            code: ErrorCode::ReloadFailed,
-            message: format!("reload failed, the running plugin set stays: {e}"),
-            data: Some(host.status().to_json()),
-        }),
-    };
-    let id = id?;
-    Some(match answer {
-        Ok(status) => protocol::result_line(&id, &status),
-        Err(error) => protocol::error_line(&id, &error),
-    })
 }
 
 /// The writer: writes answers as they come, flushing whenever none is waiting, and gives
@@ -279,12 +183,15 @@ fn write_answers<W: Write>(
             }
             Err(TryRecvError::Disconnected) => break,
         };
-        if let (Some(line), false) = (answer, broken) {
-            if let Err(e) = out.write_all(line.as_bytes()) {
+        if let (Some(text), false) = (&answer.text, broken) {
+            let written = out
+                .write_all(text.as_bytes())
+                .and_then(|()| out.write_all(b"\n"));
+            if let Err(e) = written {
                 fail(e, &mut broken);
             }
         }
-        unflushed += 1;
+        unflushed += answer.places;
     }
     if !broken {
         if let Err(e) = out.flush() {
@@ -299,9 +206,10 @@ mod tests {
     use std::collections::HashMap;
     use std::sync::Mutex;
 
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     use super::*;
+    use crate::host::Host;
 
     /// A sink the test can read after the connection is done.
     #[derive(Clone, Default)]
@@ -349,7 +257,7 @@ mod tests {
         input.push_str("{\"jsonrpc\":\"2.0\",\"id\":\"last\",\"method\":\"new_node\",\"params\":[{\"role\":\"async\"}]}");
         let context = context();
         let sink = Collected::default();
-        serve(&context, io::Cursor::new(input), sink.clone(), "test");
+        serve(&context, io::Cursor::new(input), sink.clone(), "test", true);
         let written = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
         let answers: Vec<Value> = written
             .lines()
@@ -385,7 +293,7 @@ mod tests {
         let endless = io::repeat(0)
             .take(0)
             .chain(InfiniteLines(line.as_bytes().to_vec(), 0));
-        serve(&context, endless, Gone, "test");
+        serve(&context, endless, Gone, "test", true);
         assert_eq!(context.shared.outstanding.load(Ordering::SeqCst), 0);
     }
 

@@ -1,10 +1,14 @@
-//! The service (contract §8): JSON-RPC 2.0 over stdio, a Unix socket or TCP, in front of a
-//! [`Host`].
+//! The service (contract §8): JSON-RPC 2.0 over stdio, a Unix socket or TCP, and the HTTP
+//! front (contract §10, feature `http`), in front of a [`Host`].
 //!
 //! Each connection has a reader, which parses requests and hands them to the host's workers
 //! as soon as they arrive, and a writer thread, which writes answers as they complete, in
-//! any order (clients match them by `id`). Bad input is answered with its JSON-RPC error and
-//! the connection goes on; a client that goes away only loses its own answers.
+//! any order (clients match them by `id`). A line is one request or a batch of up to
+//! [`protocol::MAX_BATCH`]. Bad input is answered with its JSON-RPC error and the connection
+//! goes on; a client that goes away only loses its own answers.
+//!
+//! stdio and Unix socket connections are trusted with control methods (`reload`); TCP ones
+//! are not, and TCP beyond loopback is bound only with [`ServeOptions::expose`].
 //!
 //! [`Server::run`] serves until [`Stopper::stop`] (SIGTERM, in the binary) or, on stdio, the
 //! end of input; then it stops reading requests, waits for the answers of those in flight
@@ -23,9 +27,12 @@
 //! ```
 
 mod connection;
+#[cfg(feature = "http")]
+mod http;
 mod lines;
 mod listen;
 pub mod protocol;
+mod rpc;
 
 use std::collections::HashMap;
 use std::io::{self, Write as _};
@@ -38,9 +45,9 @@ use crossbeam_channel::{Receiver, Sender};
 
 use crate::decision_log::DecisionRecorder;
 use crate::host::Host;
-use connection::Context;
-use listen::Listener;
-pub use listen::{ListenAddr, ListenAddrError};
+pub use listen::{group_id, ListenAddr, ListenAddrError};
+use listen::{Listener, SocketAccess};
+use rpc::Context;
 
 /// How a [`Server`] serves.
 #[derive(Clone)]
@@ -53,8 +60,23 @@ pub struct ServeOptions {
     /// Where to record every decision, if anywhere.
     pub decision_log: Option<DecisionRecorder>,
     /// Socket connections served at once (default 1024); one more is sent a −32001 error
-    /// and closed. Each connection costs two threads.
+    /// and closed. Each connection costs two threads. On an HTTP listener: connections and
+    /// WebSockets open at once; one more is answered 503 and closed.
     pub max_connections: usize,
+    /// HTTP: how long a connection may take to send a request's headers, counted from when
+    /// it opens or goes idle after a response (default 10 s). A client slower than that, or a
+    /// keep-alive connection idle that long, is closed.
+    pub http_header_timeout: Duration,
+    /// HTTP: a WebSocket that receives nothing and has nothing pending this long is closed
+    /// (default 300 s, the sessions' default inactivity timeout).
+    pub ws_idle_timeout: Duration,
+    /// Whether TCP may be bound beyond loopback (default `false`: [`Server::bind`] refuses
+    /// such an address; see [`ListenAddr::is_exposed`]).
+    pub expose: bool,
+    /// A Unix socket's permission bits (default `0o600`: only the owner may connect).
+    pub socket_mode: u32,
+    /// A Unix socket's group (a gid; see [`group_id`]), for `socket_mode` to let in.
+    pub socket_group: Option<u32>,
 }
 
 impl Default for ServeOptions {
@@ -63,6 +85,11 @@ impl Default for ServeOptions {
             max_pending: 1024,
             decision_log: None,
             max_connections: 1024,
+            http_header_timeout: Duration::from_secs(10),
+            ws_idle_timeout: Duration::from_secs(300),
+            expose: false,
+            socket_mode: 0o600,
+            socket_group: None,
         }
     }
 }
@@ -77,6 +104,36 @@ impl ServeOptions {
     /// Sets [`ServeOptions::max_connections`].
     pub fn max_connections(mut self, connections: usize) -> Self {
         self.max_connections = connections;
+        self
+    }
+
+    /// Sets [`ServeOptions::http_header_timeout`].
+    pub fn http_header_timeout(mut self, timeout: Duration) -> Self {
+        self.http_header_timeout = timeout;
+        self
+    }
+
+    /// Sets [`ServeOptions::ws_idle_timeout`].
+    pub fn ws_idle_timeout(mut self, timeout: Duration) -> Self {
+        self.ws_idle_timeout = timeout;
+        self
+    }
+
+    /// Sets [`ServeOptions::expose`].
+    pub fn expose(mut self, expose: bool) -> Self {
+        self.expose = expose;
+        self
+    }
+
+    /// Sets [`ServeOptions::socket_mode`] (permission bits only; others are ignored).
+    pub fn socket_mode(mut self, mode: u32) -> Self {
+        self.socket_mode = mode & 0o777;
+        self
+    }
+
+    /// Sets [`ServeOptions::socket_group`].
+    pub fn socket_group(mut self, gid: u32) -> Self {
+        self.socket_group = Some(gid);
         self
     }
 
@@ -142,19 +199,33 @@ impl Stopper {
 pub struct Server {
     context: Context,
     listener: Listener,
+    options: ServeOptions,
     stop_sender: Sender<StopReason>,
     stop_receiver: Receiver<StopReason>,
 }
 
 impl Server {
-    /// Binds `addr` for `host`. A stale Unix socket file is replaced.
+    /// Binds `addr` for `host`. A stale Unix socket file is replaced; a new one has the
+    /// options' mode and group from the start.
     ///
     /// # Failure
     ///
     /// The address cannot be bound (in use, no permission, a live server on the socket, a
-    /// file that is not a socket in the way).
+    /// file that is not a socket in the way, a group the process may not give the socket),
+    /// or it is TCP beyond loopback without [`ServeOptions::expose`]
+    /// ([`io::ErrorKind::PermissionDenied`]).
     pub fn bind(host: &Host, addr: &ListenAddr, options: ServeOptions) -> io::Result<Server> {
-        let listener = Listener::bind(addr)?;
+        if addr.is_exposed() && !options.expose {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!("{addr} is reachable beyond loopback; binding it needs `expose`"),
+            ));
+        }
+        let access = SocketAccess {
+            mode: options.socket_mode,
+            group: options.socket_group,
+        };
+        let listener = Listener::bind(addr, access)?;
         let config = host.config();
         let queue = config.workers.max(1) * config.queue_per_worker.max(1);
         let (stop_sender, stop_receiver) = crossbeam_channel::bounded(4);
@@ -162,10 +233,11 @@ impl Server {
             context: Context {
                 host: host.clone(),
                 shared: Arc::new(Shared::new(options.max_connections)),
-                log: options.decision_log,
+                log: options.decision_log.clone(),
                 max_pending: options.max_pending.clamp(1, queue),
             },
             listener,
+            options,
             stop_sender,
             stop_receiver,
         })
@@ -194,10 +266,16 @@ impl Server {
         let Server {
             context,
             listener,
+            options,
             stop_sender,
             stop_receiver,
         } = self;
-        let listener = Arc::new(listener);
+        let listener = match listener {
+            #[cfg(feature = "http")]
+            Listener::Http(socket) => return http::run(context, socket, stop_receiver, &options),
+            listener => Arc::new(listener),
+        };
+        let _ = options;
         let accepting = match &*listener {
             Listener::Stdio => {
                 let context = context.clone();
@@ -205,7 +283,7 @@ impl Server {
                     .name("authhost-stdio".into())
                     .spawn(move || {
                         let stdin = io::stdin();
-                        connection::serve(&context, stdin.lock(), io::stdout(), "stdio");
+                        connection::serve(&context, stdin.lock(), io::stdout(), "stdio", true);
                         let _ = stop_sender.try_send(StopReason::InputEnded);
                     })?
             }
@@ -269,6 +347,7 @@ fn accept(context: &Context, listener: &Listener) {
                 let writer = stream.try_clone()?;
                 Ok(Accepted {
                     peer: "unix client".to_string(),
+                    trusted: true,
                     stop_reading: Box::new(move || {
                         let _ = stop.shutdown(Shutdown::Read);
                     }),
@@ -282,6 +361,7 @@ fn accept(context: &Context, listener: &Listener) {
                 let writer = stream.try_clone()?;
                 Ok(Accepted {
                     peer: peer.to_string(),
+                    trusted: false,
                     stop_reading: Box::new(move || {
                         let _ = stop.shutdown(Shutdown::Read);
                     }),
@@ -289,7 +369,7 @@ fn accept(context: &Context, listener: &Listener) {
                     writer: Box::new(writer),
                 })
             }),
-            Listener::Stdio => return,
+            Listener::Stdio | Listener::Http(_) => return,
         };
         if context.shared.is_stopping() {
             return;
@@ -308,6 +388,9 @@ fn accept(context: &Context, listener: &Listener) {
 /// A socket connection just accepted.
 struct Accepted {
     peer: String,
+    /// Whether control methods are allowed: on a Unix socket (file permissions say who may
+    /// connect), not on TCP (anyone who reaches the port).
+    trusted: bool,
     stop_reading: Box<dyn Fn() + Send>,
     reader: Box<dyn io::Read + Send>,
     writer: Box<dyn io::Write + Send>,
@@ -341,13 +424,13 @@ fn spawn_connection(context: &Context, mut accepted: Accepted) {
         connections.insert(number, accepted.stop_reading);
     }
     let context = context.clone();
-    let peer = accepted.peer;
+    let (peer, trusted) = (accepted.peer, accepted.trusted);
     let (reader, writer) = (accepted.reader, accepted.writer);
     let spawned = std::thread::Builder::new()
         .name("authhost-connection".into())
         .spawn(move || {
             log::debug!("{peer}: connected");
-            connection::serve(&context, reader, writer, &peer);
+            connection::serve(&context, reader, writer, &peer, trusted);
             context.shared.connections().remove(&number);
         });
     if let Err(e) = spawned {

@@ -25,6 +25,11 @@ use crate::decision::{Callback, Outcome};
 /// The longest line the service reads, newline excluded; longer ones are refused (−32600).
 pub const MAX_LINE: usize = 1 << 20;
 
+/// The most requests one batch may hold; a longer batch is refused whole (one −32600). A
+/// batch takes one of its connection's pending places per member, so this also keeps one
+/// message from filling the host's queue.
+pub const MAX_BATCH: usize = 256;
+
 /// The JSON-RPC error codes the service answers with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -41,6 +46,9 @@ pub enum ErrorCode {
     ReloadFailed,
     /// −32001: the server has all the connections it takes; this one is closed.
     TooManyConnections,
+    /// −32003: a control method (`reload`) asked on a connection that is not trusted
+    /// (`tcp:`, `http:`).
+    NotTrusted,
 }
 
 impl ErrorCode {
@@ -53,6 +61,7 @@ impl ErrorCode {
             ErrorCode::InvalidParams => -32602,
             ErrorCode::ReloadFailed => -32000,
             ErrorCode::TooManyConnections => -32001,
+            ErrorCode::NotTrusted => -32003,
         }
     }
 }
@@ -123,20 +132,7 @@ const SESSION_METHODS: [&str; 3] = ["auth", "auth_token", "auth_clear"];
 
 /// Parses a session method's params (`name` is one of [`SESSION_METHODS`]).
 fn session_method(name: &str, params: Option<&Value>) -> Result<Method, RpcError> {
-    let token = |params: Option<&Value>| -> Result<String, RpcError> {
-        let value = match params {
-            Some(Value::Object(named)) if named.len() == 1 => named.get("token"),
-            Some(Value::Array(positional)) if positional.len() == 1 => positional.first(),
-            _ => None,
-        };
-        match value {
-            Some(Value::String(token)) => Ok(token.clone()),
-            _ => Err(RpcError::new(
-                ErrorCode::InvalidParams,
-                format!("{name} takes one param, \"token\", a string"),
-            )),
-        }
-    };
+    let token = |params| token_param(name, params);
     let method = match name {
         "auth" => {
             callback_args(Callback::UserLogin, params).map(|args| SessionMethod::Auth { args })
@@ -145,6 +141,27 @@ fn session_method(name: &str, params: Option<&Value>) -> Result<Method, RpcError
         _ => token(params).map(|token| SessionMethod::Clear { token }),
     };
     method.map(Method::Session)
+}
+
+/// The one param of `auth_token` and `auth_clear` (method `name`): `"token"`, a string,
+/// named or positional.
+///
+/// # Failure
+///
+/// An [`ErrorCode::InvalidParams`] error saying what the method takes.
+pub fn token_param(name: &str, params: Option<&Value>) -> Result<String, RpcError> {
+    let value = match params {
+        Some(Value::Object(named)) if named.len() == 1 => named.get("token"),
+        Some(Value::Array(positional)) if positional.len() == 1 => positional.first(),
+        _ => None,
+    };
+    match value {
+        Some(Value::String(token)) => Ok(token.clone()),
+        _ => Err(RpcError::new(
+            ErrorCode::InvalidParams,
+            format!("{name} takes one param, \"token\", a string"),
+        )),
+    }
 }
 
 /// A well-formed request.
@@ -186,26 +203,67 @@ impl Refusal {
     }
 }
 
-/// Parses one line (without its newline) into a request, or the refusal to answer it with
-/// (boxed: refusals are the rare path, and large).
+/// One message: a request or a batch of them, each parsed or refused.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Incoming {
+    /// One request, or the refusal of the whole message (not JSON, an empty or too long
+    /// batch), answered with one response.
+    Single(Result<Request, Box<Refusal>>),
+    /// A batch of 1 to [`MAX_BATCH`] members, in order; each is answered on its own, and the
+    /// answers together as one array.
+    Batch(Vec<Result<Request, Box<Refusal>>>),
+}
+
+/// Parses one message (a line without its newline): a request, or a batch (a JSON array)
+/// of them.
+pub fn parse_message(line: &[u8]) -> Incoming {
+    let value = match parse_json(line) {
+        Ok(value) => value,
+        Err(refusal) => return Incoming::Single(Err(refusal)),
+    };
+    let Value::Array(members) = value else {
+        return Incoming::Single(request_from_value(value));
+    };
+    let refuse = |message: String| {
+        Incoming::Single(Err(Refusal::to(
+            Some(Value::Null),
+            ErrorCode::InvalidRequest,
+            message,
+        )))
+    };
+    match members.len() {
+        0 => refuse("an empty batch is not a request".into()),
+        n if n > MAX_BATCH => refuse(format!(
+            "a batch of {n} requests refused: at most {MAX_BATCH} per batch"
+        )),
+        _ => Incoming::Batch(members.into_iter().map(request_from_value).collect()),
+    }
+}
+
+/// Parses one line (without its newline) into a single request, or the refusal to answer
+/// it with (boxed: refusals are the rare path, and large). A batch is refused here; see
+/// [`parse_message`].
 pub fn parse_request(line: &[u8]) -> Result<Request, Box<Refusal>> {
-    let value: Value = serde_json::from_slice(line).map_err(|e| {
+    request_from_value(parse_json(line)?)
+}
+
+fn parse_json(line: &[u8]) -> Result<Value, Box<Refusal>> {
+    serde_json::from_slice(line).map_err(|e| {
         Refusal::to(
             Some(Value::Null),
             ErrorCode::ParseError,
             format!("not JSON: {e}"),
         )
-    })?;
+    })
+}
+
+/// A request from its JSON value (a message, or a member of a batch).
+fn request_from_value(value: Value) -> Result<Request, Box<Refusal>> {
     let Value::Object(mut object) = value else {
-        let what = if value.is_array() {
-            "a request must be a JSON object (batches are not supported)"
-        } else {
-            "a request must be a JSON object"
-        };
         return Err(Refusal::to(
             Some(Value::Null),
             ErrorCode::InvalidRequest,
-            what,
+            "a request must be a JSON object",
         ));
     };
     // The id first, so that every later refusal can be answered to it.
@@ -478,6 +536,52 @@ mod tests {
             assert_eq!(r.error.code, ErrorCode::InvalidRequest, "{line}");
             assert_eq!(r.reply_to, Some(reply_to), "{line}");
         }
+    }
+
+    #[test]
+    fn a_batch_is_parsed_member_by_member() {
+        let line = br#"[{"jsonrpc":"2.0","id":1,"method":"status"},7,{"jsonrpc":"2.0","method":"reload"},{"jsonrpc":"2.0","id":"u","method":"nope"}]"#;
+        let Incoming::Batch(members) = parse_message(line) else {
+            panic!("a batch")
+        };
+        assert_eq!(members.len(), 4);
+        assert_eq!(members[0].as_ref().unwrap().method, Method::Status);
+        let not_an_object = members[1].as_ref().unwrap_err();
+        assert_eq!(not_an_object.error.code, ErrorCode::InvalidRequest);
+        assert_eq!(not_an_object.reply_to, Some(Value::Null));
+        assert_eq!(members[2].as_ref().unwrap().id, None);
+        let unknown = members[3].as_ref().unwrap_err();
+        assert_eq!(unknown.error.code, ErrorCode::MethodNotFound);
+        assert_eq!(unknown.reply_to, Some(json!("u")));
+        // A single request is still one.
+        let single = parse_message(br#"{"jsonrpc":"2.0","id":2,"method":"status"}"#);
+        assert!(matches!(single, Incoming::Single(Ok(Request { .. }))));
+    }
+
+    #[test]
+    fn an_empty_or_oversized_batch_is_refused_whole() {
+        let whole_refusal = |line: &[u8]| match parse_message(line) {
+            Incoming::Single(Err(refusal)) => *refusal,
+            other => panic!("{other:?}"),
+        };
+        let empty = whole_refusal(b" [ ] ");
+        assert_eq!(empty.error.code, ErrorCode::InvalidRequest);
+        assert_eq!(empty.reply_to, Some(Value::Null));
+        let member = r#"{"jsonrpc":"2.0","method":"status"}"#;
+        let fits = format!("[{}]", vec![member; MAX_BATCH].join(","));
+        assert!(
+            matches!(parse_message(fits.as_bytes()), Incoming::Batch(m) if m.len() == MAX_BATCH)
+        );
+        let over = format!("[{}]", vec![member; MAX_BATCH + 1].join(","));
+        let refused = whole_refusal(over.as_bytes());
+        assert_eq!(refused.error.code, ErrorCode::InvalidRequest);
+        assert!(
+            refused.error.message.contains("at most 256"),
+            "{}",
+            refused.error.message
+        );
+        let broken = whole_refusal(b"[{\"jsonrpc\":");
+        assert_eq!(broken.error.code, ErrorCode::ParseError);
     }
 
     #[test]

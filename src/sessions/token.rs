@@ -14,21 +14,7 @@ const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwx
 /// A fresh token.
 pub(super) fn new_token() -> Result<String, StoreError> {
     let mut bytes = [0u8; TOKEN_BYTES];
-    let mut filled = 0;
-    while filled < bytes.len() {
-        let rest = &mut bytes[filled..];
-        // SAFETY: the pointer and length describe `rest`, a live, writable buffer; the
-        // kernel writes at most `rest.len()` bytes into it.
-        let got = unsafe { libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), 0) };
-        if got < 0 {
-            let error = std::io::Error::last_os_error();
-            if error.kind() == std::io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(StoreError::Random(error.to_string()));
-        }
-        filled += got as usize;
-    }
+    crate::random::fill(&mut bytes).map_err(|e| StoreError::Random(e.to_string()))?;
     Ok(base64url(&bytes))
 }
 

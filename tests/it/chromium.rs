@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use crate::http_programs::{policy, program, wait_until, HttpService, PATIENCE};
+use crate::http_programs::{http_service, program, status_of, wait_until, Service, PATIENCE};
 
 #[test]
 fn the_status_page_shows_the_generation_the_plugins_and_a_load_error() {
@@ -13,10 +13,11 @@ fn the_status_page_shows_the_generation_the_plugins_and_a_load_error() {
     let plugins = dir.path().join("plugins");
     std::fs::create_dir(&plugins).unwrap();
     for file in ["users.lua", "nodes.py"] {
-        std::fs::copy(policy("page").join(file), plugins.join(file)).unwrap();
+        let page = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/policies/http/page");
+        std::fs::copy(page.join(file), plugins.join(file)).unwrap();
     }
-    let service = HttpService::start_watching(&plugins, &[]);
-    let generation = service.status()["generation"].as_u64().unwrap();
+    let service = http_service(&plugins, &[]);
+    let generation = status_of(&service)["generation"].as_u64().unwrap();
 
     let page = render(&service, dir.path());
     assert_eq!(generation_shown(&page), Some(generation), "{page}");
@@ -28,18 +29,20 @@ fn the_status_page_shows_the_generation_the_plugins_and_a_load_error() {
     assert!(nodes.contains("python"), "{nodes:?} in {page}");
     assert!(nodes.contains("on_new_node"), "{nodes:?} in {page}");
     assert!(!nodes.contains("on_user_login"), "{nodes:?} in {page}");
-    assert!(service.status()["last_error"].is_null());
+    assert!(status_of(&service)["last_error"].is_null());
 
-    // An editor saves a broken users.lua: the set stays, and the page says why.
+    // An editor saves a broken users.lua, and the operator reloads (SIGHUP): the set stays,
+    // and the page says why.
     std::fs::write(
         plugins.join("users.lua"),
         "function on_user_login(login_info, node_info)\n  return 1 +\nend\n",
     )
     .unwrap();
+    service.signal(libc::SIGHUP);
     wait_until("the failed reload to show in /status", || {
-        service.status()["last_error"].is_string()
+        status_of(&service)["last_error"].is_string()
     });
-    let status = service.status();
+    let status = status_of(&service);
     let error = status["last_error"].as_str().unwrap();
     assert!(error.contains("users.lua:3"), "{error}");
     let page = render(&service, dir.path());
@@ -74,7 +77,7 @@ fn plugin_row<'a>(page: &'a str, name: &str) -> &'a str {
 
 /// The text of `GET /` as headless Chromium rendered it (`--dump-dom`), tags dropped and
 /// entities decoded.
-fn render(service: &HttpService, scratch: &Path) -> String {
+fn render(service: &Service, scratch: &Path) -> String {
     let chromium = program("/usr/bin/chromium");
     let profile = tempfile::tempdir_in(scratch).unwrap();
     // --no-sandbox: Chromium's sandbox refuses to run as root, as the tests may.
@@ -87,7 +90,7 @@ fn render(service: &HttpService, scratch: &Path) -> String {
         ])
         .arg(format!("--user-data-dir={}", profile.path().display()))
         .arg("--dump-dom")
-        .arg(service.url("/"))
+        .arg(format!("{}/", service.http()))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

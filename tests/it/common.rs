@@ -37,3 +37,19 @@ pub fn error_of(outcome: &Outcome) -> DecisionError {
         .cloned()
         .unwrap_or_else(|| panic!("expected an error decision, got {outcome:?}"))
 }
+
+/// Defines each scenario `name(policy: &Path)` as two tests: `lua_policy::name` on the
+/// area's `login.lua` and `python_policy::name` on its Python twin `login.py`, both found
+/// by the area's own `policy(file)` function.
+macro_rules! in_both_languages {
+    ($($name:ident),* $(,)?) => {
+        mod lua_policy {
+            $(#[test] fn $name() { super::$name(&super::policy("login.lua")) })*
+        }
+        #[cfg(feature = "python")]
+        mod python_policy {
+            $(#[test] fn $name() { super::$name(&super::policy("login.py")) })*
+        }
+    };
+}
+pub(crate) use in_both_languages;

@@ -7,21 +7,29 @@
 // Helpers shared by several areas.
 mod common;
 mod db_support;
+#[cfg(feature = "http")]
 mod http_programs;
+#[cfg(feature = "http")]
+mod http_support;
 mod reload_support;
+mod service;
 
 // The areas, one module each.
-#[cfg(feature = "python")]
+#[cfg(all(feature = "http", feature = "python"))]
 mod chromium;
 mod cli;
 mod confine;
 mod db;
 mod decisions;
 mod embed;
+#[cfg(feature = "http")]
+mod http;
 mod isolation;
 mod lua;
+#[cfg(feature = "http")]
 mod nginx;
 mod pool;
+#[cfg(feature = "http")]
 mod prometheus;
 #[cfg(feature = "python")]
 mod python;
@@ -33,4 +41,5 @@ mod reload_python;
 mod serve;
 mod sessions;
 mod upstream;
+#[cfg(feature = "http")]
 mod websocket;

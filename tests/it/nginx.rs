@@ -6,24 +6,19 @@
 //! (`auth_request_set`), and refuses with 401 on `not_authorized` and with 500 whenever
 //! authhost answers `error` or does not answer at all: fail closed.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use crate::http_programs::{
-    free_port, policy, program, script, wait_for_port, HttpService, PATIENCE,
+    free_port, gate, http_service, port_of, program, script, status_of, wait_for_port, Answer,
+    PATIENCE,
 };
 
-/// Each scenario runs once with the Lua policy and once with its Python twin.
-macro_rules! in_both_languages {
-    ($($name:ident),* $(,)?) => {
-        mod lua_policy {
-            $(#[test] fn $name() { super::$name(&super::policy("gate.lua")) })*
-        }
-        #[cfg(feature = "python")]
-        mod python_policy {
-            $(#[test] fn $name() { super::$name(&super::policy("gate.py")) })*
-        }
-    };
+use crate::common::in_both_languages;
+
+/// The area's policies, for `in_both_languages`.
+fn policy(file: &str) -> PathBuf {
+    gate(file)
 }
 
 in_both_languages!(
@@ -34,21 +29,22 @@ in_both_languages!(
 
 #[test]
 fn a_backend_that_is_down_keeps_the_client_out() {
-    let mut authhost = HttpService::start(&policy("gate.lua"), &[]);
-    let nginx = Nginx::start(authhost.port);
+    let mut authhost = http_service(&gate("login.lua"), &[]);
+    let nginx = Nginx::start(port_of(&authhost));
     assert_eq!(
         nginx.curl("/private/", Some("alice:wonderland")).status,
         200
     );
-    authhost.kill();
+    authhost.signal(libc::SIGKILL);
+    authhost.wait();
     let answer = nginx.curl("/private/", Some("alice:wonderland"));
     assert_eq!(answer.status, 500, "{answer:?}");
     assert!(!answer.body.contains("app:"), "{answer:?}");
 }
 
 fn alice_gets_through_and_the_application_learns_her_user_id(policy: &Path) {
-    let authhost = HttpService::start(policy, &[]);
-    let nginx = Nginx::start(authhost.port);
+    let authhost = http_service(policy, &[]);
+    let nginx = Nginx::start(port_of(&authhost));
     let answer = nginx.curl("/private/report?year=2026", Some("alice:wonderland"));
     assert_eq!(answer.status, 200, "{answer:?}");
     // Through auth_request_set and a header, as far as the application.
@@ -64,8 +60,8 @@ fn alice_gets_through_and_the_application_learns_her_user_id(policy: &Path) {
 }
 
 fn a_wrong_password_or_none_is_refused_with_401(policy: &Path) {
-    let authhost = HttpService::start(policy, &[]);
-    let nginx = Nginx::start(authhost.port);
+    let authhost = http_service(policy, &[]);
+    let nginx = Nginx::start(port_of(&authhost));
     // The application itself answers anyone: the 401s below are auth_request's doing.
     assert_eq!(
         nginx.curl("/public/", None).body,
@@ -86,8 +82,8 @@ fn a_wrong_password_or_none_is_refused_with_401(policy: &Path) {
 
 fn an_error_from_the_policy_keeps_the_client_out(policy: &Path) {
     // A short timeout for `sloth`, whose policy never returns.
-    let authhost = HttpService::start(policy, &["--timeout-ms", "1000"]);
-    let nginx = Nginx::start(authhost.port);
+    let authhost = http_service(policy, &["--timeout-ms", "1000"]);
+    let nginx = Nginx::start(port_of(&authhost));
     for who in ["mallory:wonderland", "sloth:wonderland"] {
         let answer = nginx.curl("/private/", Some(who));
         assert_eq!(answer.status, 500, "{who}: {answer:?}");
@@ -95,7 +91,7 @@ fn an_error_from_the_policy_keeps_the_client_out(policy: &Path) {
     }
     // authhost answered both, with `error` (one a timeout): nginx did not merely fail to
     // reach it.
-    let counters = &authhost.status()["counters"];
+    let counters = &status_of(&authhost)["counters"];
     assert_eq!(counters["decisions"]["error"], 2, "{counters}");
     assert_eq!(counters["timeouts"], 1, "{counters}");
 }
@@ -171,7 +167,7 @@ impl Nginx {
             String::from_utf8_lossy(&output.stderr),
             self.error_log()
         );
-        Answer::parse(&String::from_utf8_lossy(&output.stdout))
+        curl_answer(&String::from_utf8_lossy(&output.stdout))
     }
 }
 
@@ -184,40 +180,24 @@ impl Drop for Nginx {
     }
 }
 
-/// What curl printed: the status, the headers and the body.
-#[derive(Debug)]
-struct Answer {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl Answer {
-    fn parse(text: &str) -> Answer {
-        let (head, body) = text
-            .split_once("\r\n\r\n")
-            .unwrap_or_else(|| panic!("curl printed no header block: {text:?}"));
-        let mut lines = head.lines();
-        let status = lines
-            .next()
-            .and_then(|line| line.split_whitespace().nth(1))
-            .and_then(|code| code.parse().ok())
-            .unwrap_or_else(|| panic!("no status line: {text:?}"));
-        let headers = lines
-            .filter_map(|line| line.split_once(':'))
-            .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_string()))
-            .collect();
-        Answer {
-            status,
-            headers,
-            body: body.to_string(),
-        }
-    }
-
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+/// What `curl --include` printed: the status, the headers and the body.
+fn curl_answer(text: &str) -> Answer {
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("curl printed no header block: {text:?}"));
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|line| line.split_whitespace().nth(1))
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("no status line: {text:?}"));
+    let headers = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_string()))
+        .collect();
+    Answer {
+        status,
+        headers,
+        body: body.to_string(),
     }
 }

@@ -8,11 +8,20 @@ use std::process::{Command, Stdio};
 
 use serde_json::{json, Value};
 
-use crate::http_programs::{policy, script, venv_python, HttpService};
+use crate::http_programs::{
+    client, gate, http_get, http_service, post_json, script, venv_python, Answer, Service,
+};
 
 #[test]
 fn metrics_parse_and_count_requests_by_callback_and_decisions_by_kind() {
-    let service = HttpService::start(&policy("gate.lua"), &["--timeout-ms", "10000"]);
+    let service = http_service(&gate("login.lua"), &[]);
+    let v1 = |callback: &str, body: Value| -> Answer {
+        post_json(
+            &client(),
+            &format!("{}/v1/{callback}", service.http()),
+            &body,
+        )
+    };
     let before = Metrics::scrape(&service, Format::Prometheus);
 
     let login = |name: &str, password: &str| json!({"login_info": {"name": name, "password": password}, "node_info": {}});
@@ -25,18 +34,22 @@ fn metrics_parse_and_count_requests_by_callback_and_decisions_by_kind() {
         ("bob", "wonderland"),
         ("mallory", "wonderland"),
     ] {
-        sent.push(service.post_json("/v1/user_login", &login(name, password)));
+        sent.push(v1("user_login", login(name, password)));
     }
-    sent.push(service.post_json("/v1/new_node", &json!({"node_info": {"public_key": "k"}})));
-    sent.push(service.post_json("/v1/new_node", &json!({"node_info": {"public_key": "k"}})));
-    sent.push(service.get("/auth?login=alice&password=wonderland"));
-    sent.push(service.post_json(
-        "/v1/user_signup",
-        &json!({"signup_info": {}, "node_info": {}}),
+    sent.push(v1("new_node", json!({"node_info": {"public_key": "k"}})));
+    sent.push(v1("new_node", json!({"node_info": {"public_key": "k"}})));
+    sent.push(http_get(
+        &service,
+        "/auth?login=alice&password=wonderland",
+        &[],
+    ));
+    sent.push(v1(
+        "user_signup",
+        json!({"signup_info": {}, "node_info": {}}),
     ));
     // /v1/… answers 200 whatever the decision; /auth lets alice in.
-    for (status, body) in &sent {
-        assert_eq!(*status, 200, "{body}");
+    for answer in &sent {
+        assert_eq!(answer.status, 200, "{answer:?}");
     }
 
     let after = Metrics::scrape(&service, Format::Prometheus);
@@ -98,13 +111,15 @@ struct Metrics {
 impl Metrics {
     /// `GET /metrics` in `format`, parsed by prometheus_client's parser of that format; a
     /// text it refuses fails the test.
-    fn scrape(service: &HttpService, format: Format) -> Metrics {
+    fn scrape(service: &Service, format: Format) -> Metrics {
         let accept = match format {
             Format::Prometheus => "text/plain",
             Format::OpenMetrics => "application/openmetrics-text; version=1.0.0",
         };
-        let (status, content_type, text) = service.get_with("/metrics", &[("Accept", accept)]);
-        assert_eq!(status, 200, "{text}");
+        let answer = http_get(service, "/metrics", &[("Accept", accept)]);
+        assert_eq!(answer.status, 200, "{answer:?}");
+        let content_type = answer.header("content-type").unwrap_or_default();
+        let text = &answer.body;
         let expected_type = match format {
             Format::Prometheus => "text/plain; version=0.0.4",
             Format::OpenMetrics => "application/openmetrics-text; version=1.0.0",

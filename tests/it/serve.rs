@@ -9,16 +9,20 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-/// How long any single wait may take before the test is declared hung.
-const PATIENCE: Duration = Duration::from_secs(120);
+// Areas of the service with helpers of their own; they use this module's `Service` and `Conn`.
+mod batches;
+mod decision_log;
+mod exposure;
+
+pub(crate) use crate::service::PATIENCE;
 
 fn policy(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -29,10 +33,9 @@ fn policy(name: &str) -> PathBuf {
 // ---------------------------------------------------------------------------------------
 // A running service.
 
-/// An `authhost serve` child process, killed if the test ends without stopping it.
+/// An `authhost serve` child process on one listener (see [`crate::service::Service`]).
 struct Service {
-    child: Child,
-    stderr: Arc<Mutex<Vec<String>>>,
+    process: crate::service::Service,
     addr: String,
 }
 
@@ -46,46 +49,9 @@ impl Service {
     /// Starts `authhost serve --listen LISTEN` on `plugins`, watching them unless `extra`
     /// says `--no-watch`, and waits until it listens.
     fn start_watching(plugins: &Path, listen: &str, extra: &[&str]) -> Service {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_authhost"))
-            .arg("serve")
-            .args(["--listen", listen, "--db", ":memory:"])
-            .args(["--workers", "2", "--timeout-ms", "30000"])
-            .arg("--plugins")
-            .arg(plugins)
-            .args(extra)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("starting authhost serve");
-        let stderr = Arc::new(Mutex::new(Vec::new()));
-        let (announced, listening) = channel();
-        {
-            let stderr_lines = stderr.clone();
-            let pipe = child.stderr.take().unwrap();
-            std::thread::spawn(move || {
-                for line in BufReader::new(pipe).lines() {
-                    let Ok(line) = line else { break };
-                    if let Some((_, addr)) = line.split_once("listening on ") {
-                        let addr = addr.split(" (").next().unwrap_or(addr).to_string();
-                        let _ = announced.send(addr);
-                    }
-                    stderr_lines.lock().unwrap().push(line);
-                }
-            });
-        }
-        let addr = match listening.recv_timeout(PATIENCE) {
-            Ok(addr) => addr,
-            Err(_) => {
-                let _ = child.kill();
-                panic!("the service did not start: {:?}", stderr.lock().unwrap());
-            }
-        };
-        Service {
-            child,
-            stderr,
-            addr,
-        }
+        let process = crate::service::Service::spawn(plugins, &[listen], extra);
+        let addr = process.addrs[0].clone();
+        Service { process, addr }
     }
 
     /// A connection to a socket service.
@@ -114,44 +80,21 @@ impl Service {
 
     /// The connection of a stdio service: its stdin and stdout. Only once.
     fn stdio(&mut self) -> Conn {
-        let stdout = self.child.stdout.take().expect("stdio taken once");
-        let stdin = self.child.stdin.take().unwrap();
+        let (stdout, stdin) = self.process.take_stdio();
         Conn::new(stdout, stdin)
     }
 
     fn signal(&self, signal: libc::c_int) {
-        // SAFETY: kill(2) takes plain integers; the pid is our own child's.
-        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, signal) };
-        assert_eq!(rc, 0, "kill({signal})");
+        self.process.signal(signal);
     }
 
     /// Waits for the process to exit.
     fn wait(&mut self) -> ExitStatus {
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the service did not exit: {:?}",
-                self.stderr.lock().unwrap()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.process.wait()
     }
 
     fn stderr_text(&self) -> String {
-        self.stderr.lock().unwrap().join("\n")
-    }
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+        self.process.stderr_text()
     }
 }
 
@@ -275,7 +218,7 @@ fn login(id: i64) -> Value {
 // ---------------------------------------------------------------------------------------
 // Every method, on every transport.
 
-fn every_method_answers(conn: &mut Conn) {
+fn every_method_answers(conn: &mut Conn, trusted: bool) {
     let answer = conn.call("user_login", login(42));
     assert_eq!(result(&answer)["decision"], "user_id");
     assert_eq!(result(&answer)["code"], 42);
@@ -329,18 +272,21 @@ fn every_method_answers(conn: &mut Conn) {
         json!(["on_user_signup", "on_user_login", "on_new_node"])
     );
 
-    let reloaded = conn.call("reload", json!([]));
-    assert_eq!(result(&reloaded)["generation"], 2);
-    let answer = conn.call("user_login", login(5));
-    assert_eq!(result(&answer)["code"], 5);
-    assert_eq!(result(&answer)["generation"], 2);
+    // `reload` only where the connection is trusted (not TCP): exposure::… tests the refusal.
+    if trusted {
+        let reloaded = conn.call("reload", json!([]));
+        assert_eq!(result(&reloaded)["generation"], 2);
+        let answer = conn.call("user_login", login(5));
+        assert_eq!(result(&answer)["code"], 5);
+        assert_eq!(result(&answer)["generation"], 2);
+    }
 }
 
 #[test]
 fn stdio_answers_every_method_and_exits_0_at_end_of_input() {
     let mut service = Service::start(&policy("echo.lua"), "stdio", &[]);
     let mut conn = service.stdio();
-    every_method_answers(&mut conn);
+    every_method_answers(&mut conn, true);
     conn.close_input();
     assert!(conn.closed());
     assert!(service.wait().success());
@@ -356,7 +302,7 @@ fn a_unix_socket_answers_every_method_and_is_removed_at_exit() {
         &[],
     );
     let mut conn = service.connect();
-    every_method_answers(&mut conn);
+    every_method_answers(&mut conn, true);
     service.signal(libc::SIGTERM);
     assert!(service.wait().success(), "{}", service.stderr_text());
     assert!(!socket.exists(), "the socket file is removed on exit");
@@ -384,7 +330,7 @@ fn a_stale_socket_file_is_replaced_at_start() {
 fn tcp_answers_every_method() {
     let mut service = Service::start(&policy("echo.lua"), "tcp:127.0.0.1:0", &[]);
     let mut conn = service.connect();
-    every_method_answers(&mut conn);
+    every_method_answers(&mut conn, false);
     service.signal(libc::SIGTERM);
     assert!(service.wait().success());
 }
@@ -415,7 +361,14 @@ fn bad_input_is_answered_and_the_connection_goes_on(conn: &mut Conn) {
         Value::Null,
     );
     expect_error(conn, b"\xff\xfe\n", -32700, Value::Null);
-    expect_error(conn, b"[1,2,3]\n", -32600, Value::Null);
+    // A batch of non-requests: one error each (JSON-RPC 2.0's own example).
+    conn.send_raw(b"[1,2,3]\n");
+    let errors = conn.recv();
+    assert_eq!(errors.as_array().map(Vec::len), Some(3), "{errors}");
+    for error in errors.as_array().unwrap() {
+        assert_eq!(error_code(error), -32600);
+        assert_eq!(error["id"], Value::Null);
+    }
     expect_error(conn, b"\"a string\"\n", -32600, Value::Null);
     expect_error(
         conn,
@@ -892,15 +845,19 @@ fn the_decision_log_has_a_line_per_decision_and_no_argument() {
     assert!(login["plugin"].as_str().unwrap().ends_with("echo.lua"));
     assert!(login["elapsed_us"].is_u64());
     assert!(login["time"].as_str().unwrap().ends_with('Z'));
-    let digest = authhost::decision_log::ArgsDigest::of(&[secret, "{\"public_key\":\"k\"}".into()]);
-    assert_eq!(login["args_sha256"], digest.to_hex());
+    // Keyed with the key the service made beside the log.
+    let key =
+        authhost::decision_log::DigestKey::load_or_create(dir.path().join("decisions.jsonl.key"))
+            .unwrap();
+    let digest = key.digest(&[secret, "{\"public_key\":\"k\"}".into()]);
+    assert_eq!(login["args_hmac"], digest.to_hex());
     let node = entries
         .iter()
         .find(|e| e["callback"] == "on_new_node")
         .unwrap();
     assert_eq!(node["decision"], "async");
-    let digest = authhost::decision_log::ArgsDigest::of(&[r#"{"role":"async"}"#.into()]);
-    assert_eq!(node["args_sha256"], digest.to_hex());
+    let digest = key.digest(&[r#"{"role":"async"}"#.into()]);
+    assert_eq!(node["args_hmac"], digest.to_hex());
 }
 
 // ---------------------------------------------------------------------------------------

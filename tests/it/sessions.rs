@@ -22,18 +22,8 @@ fn policy(file: &str) -> PathBuf {
         .join(file)
 }
 
-/// Each scenario runs once with the Lua policy and once with its Python twin.
-macro_rules! in_both_languages {
-    ($($name:ident),* $(,)?) => {
-        mod lua_policy {
-            $(#[test] fn $name() { super::$name(&super::policy("login.lua")) })*
-        }
-        #[cfg(feature = "python")]
-        mod python_policy {
-            $(#[test] fn $name() { super::$name(&super::policy("login.py")) })*
-        }
-    };
-}
+// Each scenario runs once with the Lua policy and once with its Python twin.
+use crate::common::in_both_languages;
 
 in_both_languages!(
     auth_then_token_then_clear_then_refused,

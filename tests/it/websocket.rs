@@ -3,24 +3,18 @@
 //! and the bad-input rules of the other listeners.
 
 use std::io::{BufRead, BufReader, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 
 use serde_json::{json, Value};
 
-use crate::http_programs::{policy, script, venv_python, HttpService};
+use crate::http_programs::{gate, http_service, port_of, script, venv_python, Service};
 
-/// Each scenario runs once with the Lua policy and once with its Python twin.
-macro_rules! in_both_languages {
-    ($($name:ident),* $(,)?) => {
-        mod lua_policy {
-            $(#[test] fn $name() { super::$name(&super::policy("gate.lua")) })*
-        }
-        #[cfg(feature = "python")]
-        mod python_policy {
-            $(#[test] fn $name() { super::$name(&super::policy("gate.py")) })*
-        }
-    };
+use crate::common::in_both_languages;
+
+/// The area's policies, for `in_both_languages`.
+fn policy(file: &str) -> PathBuf {
+    gate(file)
 }
 
 in_both_languages!(
@@ -29,7 +23,7 @@ in_both_languages!(
 );
 
 fn auth_then_token_then_clear_then_refused(policy: &Path) {
-    let service = HttpService::start(policy, &[]);
+    let service = http_service(policy, &[]);
     let mut ws = WebSocket::connect(&service);
     let login = |password: &str| json!({"login_info": {"name": "alice", "password": password}, "node_info": {}});
 
@@ -65,7 +59,7 @@ fn auth_then_token_then_clear_then_refused(policy: &Path) {
 }
 
 fn a_frame_that_is_not_json_gets_32700_and_the_connection_goes_on(policy: &Path) {
-    let service = HttpService::start(policy, &[]);
+    let service = http_service(policy, &[]);
     let mut ws = WebSocket::connect(&service);
     let answer = ws.send("this is not JSON");
     assert_eq!(answer["error"]["code"], -32700, "{answer}");
@@ -92,8 +86,8 @@ struct WebSocket {
 }
 
 impl WebSocket {
-    fn connect(service: &HttpService) -> WebSocket {
-        let url = format!("ws://127.0.0.1:{}/ws", service.port);
+    fn connect(service: &Service) -> WebSocket {
+        let url = format!("ws://127.0.0.1:{}/ws", port_of(service));
         let mut child = Command::new(venv_python())
             .arg(script("ws_pipe.py"))
             .arg(&url)

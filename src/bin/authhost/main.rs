@@ -135,6 +135,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let options = cli.options;
     match cli.command {
         Command::Serve(args) => {
+            if let Some(usage) = serve::usage_error(&args) {
+                eprintln!("authhost: {usage}");
+                return Ok(ExitCode::from(2));
+            }
             let host = options
                 .builder(None)
                 .build()

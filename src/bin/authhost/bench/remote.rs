@@ -156,7 +156,9 @@ fn connect(addr: &ListenAddr) -> anyhow::Result<(Reader, Writer)> {
             stream.set_read_timeout(Some(PATIENCE))?;
             Ok((Box::new(stream.try_clone()?), Box::new(stream)))
         }
-        ListenAddr::Stdio => bail!("bench --listen needs unix:PATH or tcp:HOST:PORT"),
+        ListenAddr::Stdio | ListenAddr::Http(_) => {
+            bail!("bench --listen needs unix:PATH or tcp:HOST:PORT")
+        }
     }
 }
 

@@ -1,4 +1,4 @@
-# The Python twin of gate.lua: the same answers to the same requests.
+# The Python twin of login.lua: the same answers to the same requests.
 #   alice / wonderland      user 7 (checked against an argon2id hash)
 #   alice / anything else   not authorized
 #   alice at /private/attic/… (the X-Original-URI nginx passes, node_info.original_uri)

@@ -1,4 +1,5 @@
--- The policy behind the HTTP front in tests/it/nginx.rs, prometheus.rs and websocket.rs.
+-- The policy behind the HTTP front in tests/it/nginx.rs, prometheus.rs and websocket.rs
+-- (login.py is its Python twin).
 -- login_info is what the front made of the client's credentials: {"login":…,"password":…}
 -- from Basic auth (/auth/request) or /auth's parameters, or the JSON text a client posted
 -- to /v1/user_login or sent with `auth` ({"name":…} works too).

@@ -1,34 +1,39 @@
 //! The decision log (opt-in): one JSON line per decision, for audits.
 //!
 //! ```text
-//! {"time":"2025-11-25T02:17:00.123Z","callback":"on_user_login","args_sha256":"9f86…","decision":"user_id","code":42,"plugin":"plugins/policy.lua","generation":1,"elapsed_us":35}
+//! {"time":"2025-11-25T02:17:00.123Z","callback":"on_user_login","args_hmac":"9f86…","decision":"user_id","code":42,"plugin":"plugins/policy.lua","generation":1,"elapsed_us":35}
 //! ```
 //!
-//! The arguments are never written: they carry passwords. Instead `args_sha256` is the
-//! SHA-256 (hex) of the arguments, each as its length (8 bytes, little-endian) then its
-//! bytes, so that the same request can be recognized without being readable. (Like any
-//! unsalted digest, it does not hide an argument that can be guessed.)
+//! The arguments are never written: they carry passwords. Instead `args_hmac` is a keyed
+//! digest of them (HMAC-SHA256 under a per-deployment [`DigestKey`], see [`key`]), so that
+//! the same request can be recognized in the log without being readable, and a password
+//! cannot be found by hashing guesses without the key. The file is created with mode 0600.
 //!
 //! Entries go through a bounded channel to a dedicated thread that writes the file, so a
 //! worker never waits on the disk; when the channel is full the entry is dropped and counted,
-//! and the log thread warns about it.
+//! and the log thread warns about it. [`DecisionRecorder::reopen`] makes the thread reopen
+//! the file by its path (after logrotate renamed it).
 //!
 //! ```no_run
-//! use authhost::decision_log::{ArgsDigest, DecisionLog};
+//! use authhost::decision_log::{DecisionLog, DigestKey};
 //!
 //! let host = authhost::Host::builder().plugins("plugins").build()?;
-//! let log = DecisionLog::create("decisions.jsonl")?;
+//! let key = DigestKey::load_or_create("decisions.jsonl.key")?;
+//! let log = DecisionLog::create("decisions.jsonl", key)?;
 //! let recorder = log.recorder();
 //! let args = [r#"{"public_key":"k"}"#.to_string(), String::new()];
-//! let digest = ArgsDigest::of(&args[..1]);
+//! let digest = recorder.digest(&args[..1]);
 //! let outcome = host.call(authhost::Callback::NewNode, args);
 //! recorder.record(authhost::Callback::NewNode, &digest, &outcome);
 //! log.close();
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod key;
+
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -37,40 +42,12 @@ use std::time::{Duration, SystemTime};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 
 use crate::decision::{Callback, Outcome};
+pub use key::{ArgsDigest, DigestKey};
 
 /// Entries that may wait for the log thread before new ones are dropped.
 const CHANNEL_CAPACITY: usize = 65_536;
-
-/// The SHA-256 of a request's arguments.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ArgsDigest([u8; 32]);
-
-impl ArgsDigest {
-    /// The digest of `args`: each argument's length (u64, little-endian) then its bytes, so
-    /// that `["ab","c"]` and `["a","bc"]` differ.
-    pub fn of(args: &[String]) -> ArgsDigest {
-        let mut hasher = Sha256::new();
-        for arg in args {
-            hasher.update((arg.len() as u64).to_le_bytes());
-            hasher.update(arg.as_bytes());
-        }
-        ArgsDigest(hasher.finalize().into())
-    }
-
-    /// The digest in lowercase hex.
-    pub fn to_hex(&self) -> String {
-        use std::fmt::Write as _;
-        self.0
-            .iter()
-            .fold(String::with_capacity(64), |mut hex, byte| {
-                let _ = write!(hex, "{byte:02x}");
-                hex
-            })
-    }
-}
 
 /// One decision waiting to be written.
 struct Entry {
@@ -89,7 +66,7 @@ impl Entry {
         json!({
             "time": rfc3339_utc(self.time),
             "callback": self.callback.function_name(),
-            "args_sha256": self.digest.to_hex(),
+            "args_hmac": self.digest.to_hex(),
             "decision": self.decision,
             "code": self.code,
             "plugin": self.plugin,
@@ -101,6 +78,8 @@ impl Entry {
 
 enum Message {
     Entry(Box<Entry>),
+    /// Close the file and open it again by its path (it was renamed: log rotation).
+    Reopen,
     /// Write what is queued, then stop.
     Close,
 }
@@ -110,9 +89,30 @@ enum Message {
 pub struct DecisionRecorder {
     sender: Sender<Message>,
     dropped: Arc<AtomicU64>,
+    key: Arc<DigestKey>,
 }
 
 impl DecisionRecorder {
+    /// The keyed digest of a request's arguments, to [`record`](Self::record) with its
+    /// decision (made before the call, which takes the arguments).
+    pub fn digest(&self, args: &[String]) -> ArgsDigest {
+        self.key.digest(args)
+    }
+
+    /// Has the log thread reopen the file by its path once it has written the entries
+    /// recorded before: after logrotate renames the file, later entries go to a new one
+    /// (mode 0600). If the file cannot be opened, the log goes on in the old one and says
+    /// so. Waits at most a few seconds for room in the log's channel.
+    pub fn reopen(&self) {
+        if self
+            .sender
+            .send_timeout(Message::Reopen, Duration::from_secs(5))
+            .is_err()
+        {
+            log::warn!("the decision log is not reopened: its thread is stuck or stopped");
+        }
+    }
+
     /// Queues one decision for the log. Never blocks: when the log thread is behind by more
     /// than its channel holds, the entry is dropped and counted.
     pub fn record(&self, callback: Callback, digest: &ArgsDigest, outcome: &Outcome) {
@@ -143,14 +143,15 @@ pub struct DecisionLog {
 }
 
 impl DecisionLog {
-    /// Opens `path` for appending (creating it) and starts the thread that writes it.
+    /// Opens `path` for appending (creating it with mode 0600) and starts the thread that
+    /// writes it; argument digests are made with `key`.
     ///
     /// # Failure
     ///
     /// The file cannot be opened, or the thread cannot be started.
-    pub fn create(path: impl AsRef<Path>) -> io::Result<DecisionLog> {
+    pub fn create(path: impl AsRef<Path>, key: DigestKey) -> io::Result<DecisionLog> {
         let path = path.as_ref().to_path_buf();
-        let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        let file = open_log(&path)?;
         let (sender, receiver) = crossbeam_channel::bounded(CHANNEL_CAPACITY);
         let dropped = Arc::new(AtomicU64::new(0));
         let thread = {
@@ -162,7 +163,11 @@ impl DecisionLog {
         };
         Ok(DecisionLog {
             path,
-            recorder: DecisionRecorder { sender, dropped },
+            recorder: DecisionRecorder {
+                sender,
+                dropped,
+                key: Arc::new(key),
+            },
             thread: Some(thread),
         })
     }
@@ -210,6 +215,26 @@ impl Drop for DecisionLog {
     }
 }
 
+/// Opens the log for appending; a new file gets mode 0600 (an older one keeps its mode, with
+/// a warning when others may read it).
+fn open_log(path: &Path) -> io::Result<File> {
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)?;
+    if let Ok(meta) = file.metadata() {
+        if meta.mode() & 0o077 != 0 {
+            log::warn!(
+                "decision log {}: other users may read it (mode {:04o}); chmod 600 it",
+                path.display(),
+                meta.mode() & 0o7777
+            );
+        }
+    }
+    Ok(file)
+}
+
 fn write_entries(file: File, receiver: &Receiver<Message>, dropped: &AtomicU64, path: &Path) {
     let mut out = BufWriter::with_capacity(64 << 10, file);
     let mut reported_drops = 0;
@@ -224,6 +249,19 @@ fn write_entries(file: File, receiver: &Receiver<Message>, dropped: &AtomicU64, 
             }
         }
     };
+    let reopen = |out: &mut BufWriter<File>| {
+        let _ = out.flush();
+        match open_log(path) {
+            Ok(file) => {
+                *out = BufWriter::with_capacity(64 << 10, file);
+                log::info!("decision log {}: reopened", path.display());
+            }
+            Err(e) => log::error!(
+                "decision log {}: cannot reopen ({e}); writing on to the file already open",
+                path.display()
+            ),
+        }
+    };
     loop {
         let message = match receiver.recv_timeout(Duration::from_millis(200)) {
             Ok(message) => message,
@@ -235,12 +273,14 @@ fn write_entries(file: File, receiver: &Receiver<Message>, dropped: &AtomicU64, 
         };
         match message {
             Message::Entry(entry) => write(&mut out, &entry),
+            Message::Reopen => reopen(&mut out),
             Message::Close => break,
         }
         // Write everything already waiting before touching the disk again.
         while let Ok(message) = receiver.try_recv() {
             match message {
                 Message::Entry(entry) => write(&mut out, &entry),
+                Message::Reopen => reopen(&mut out),
                 Message::Close => {
                     let _ = out.flush();
                     return;
@@ -299,25 +339,6 @@ mod tests {
     use crate::decision::{Decision, UserDecision};
 
     #[test]
-    fn digests_are_sha256_of_length_prefixed_arguments() {
-        let digest = ArgsDigest::of(&["ab".into(), "c".into()]);
-        assert_ne!(digest, ArgsDigest::of(&["a".into(), "bc".into()]));
-        let mut input = Vec::new();
-        input.extend(2u64.to_le_bytes());
-        input.extend(b"ab");
-        input.extend(1u64.to_le_bytes());
-        input.extend(b"c");
-        let expected: [u8; 32] = Sha256::digest(&input).into();
-        assert_eq!(digest, ArgsDigest(expected));
-        assert_eq!(digest.to_hex().len(), 64);
-        // The empty input's well-known digest.
-        assert_eq!(
-            ArgsDigest::of(&[]).to_hex(),
-            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-        );
-    }
-
-    #[test]
     fn times_are_rfc3339_utc() {
         let t = SystemTime::UNIX_EPOCH + Duration::from_millis(1_700_000_000_123);
         assert_eq!(rfc3339_utc(t), "2023-11-14T22:13:20.123Z");
@@ -333,10 +354,10 @@ mod tests {
     fn the_log_holds_one_line_per_decision_and_no_argument() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("decisions.jsonl");
-        let log = DecisionLog::create(&path).unwrap();
+        let log = DecisionLog::create(&path, DigestKey::from_bytes(&[1; 32])).unwrap();
         let recorder = log.recorder();
         let args = ["{\"password\":\"hunter2\"}".to_string(), "{}".to_string()];
-        let digest = ArgsDigest::of(&args);
+        let digest = recorder.digest(&args);
         let outcome = Outcome {
             decision: Decision::User(UserDecision::UserId(42)),
             plugin: Some("p.lua".into()),
@@ -355,12 +376,42 @@ mod tests {
         assert_eq!(lines.len(), 2);
         let entry = &lines[0];
         assert_eq!(entry["callback"], "on_user_login");
-        assert_eq!(entry["args_sha256"], digest.to_hex());
+        assert_eq!(entry["args_hmac"], digest.to_hex());
         assert_eq!(entry["decision"], "user_id");
         assert_eq!(entry["code"], 42);
         assert_eq!(entry["plugin"], "p.lua");
         assert_eq!(entry["generation"], 2);
         assert_eq!(entry["elapsed_us"], 35);
         assert!(entry["time"].as_str().unwrap().ends_with('Z'));
+        let mode = std::fs::metadata(&path).unwrap().mode();
+        assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+    }
+
+    #[test]
+    fn reopen_moves_later_entries_to_a_new_file_at_the_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("decisions.jsonl");
+        let rotated = dir.path().join("decisions.jsonl.1");
+        let log = DecisionLog::create(&path, DigestKey::from_bytes(&[2; 32])).unwrap();
+        let recorder = log.recorder();
+        let outcome = Outcome {
+            decision: Decision::User(UserDecision::UserId(7)),
+            plugin: None,
+            generation: Some(1),
+            elapsed: Duration::ZERO,
+        };
+        let digest = recorder.digest(&["a".into()]);
+        recorder.record(Callback::UserLogin, &digest, &outcome);
+        std::fs::rename(&path, &rotated).unwrap();
+        recorder.reopen();
+        recorder.record(Callback::NewNode, &digest, &outcome);
+        log.close();
+        let old = std::fs::read_to_string(&rotated).unwrap();
+        let new = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(old.lines().count(), 1, "{old}");
+        assert!(old.contains("on_user_login"));
+        assert_eq!(new.lines().count(), 1, "{new}");
+        assert!(new.contains("on_new_node"));
+        assert_eq!(std::fs::metadata(&path).unwrap().mode() & 0o777, 0o600);
     }
 }
