@@ -9,6 +9,7 @@
 //! (see [`remote`]) or its HTTP front (`--listen http://HOST:PORT`, see [`http`]).
 
 mod cpu;
+#[cfg(feature = "http")]
 mod http;
 mod remote;
 
@@ -132,7 +133,12 @@ pub fn run_remote(args: &BenchArgs) -> anyhow::Result<()> {
             );
             remote::run(args, addr)
         }
+        #[cfg(feature = "http")]
         Some(Target::Http(base)) => http::run(args, base),
+        #[cfg(not(feature = "http"))]
+        Some(Target::Http(_)) => {
+            anyhow::bail!("this authhost is built without the `http` feature, and its HTTP client")
+        }
         None => anyhow::bail!("no --listen address"),
     }
 }

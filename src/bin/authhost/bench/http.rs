@@ -1,22 +1,31 @@
 //! `authhost bench --listen http://HOST:PORT`: a load generator for the HTTP front of a
 //! running `authhost serve` (or for any HTTP server in front of it, with `--get`).
 //!
-//! `--concurrency` threads each hold one keep-alive connection (a ureq agent of their own)
-//! and send one request at a time on it, as HTTP/1.1 clients do. Pipelined (default): every
-//! thread sends its next request as soon as it has the answer, so `--concurrency` requests
-//! are in flight. Paced (`--rate N`): request *i* is due at *i*/N seconds; a free thread
-//! sends it when it is due, and its latency counts from then, so a stall counts for every
-//! request it delays (up to `--concurrency` in flight).
+//! `--concurrency` keep-alive connections (hyper's HTTP/1.1 client), all driven by one
+//! thread (a single-threaded tokio runtime), so that the load generator takes at most one of
+//! the cores it shares with the server; each connection has one request in flight at a
+//! time, as HTTP/1.1 clients do. Pipelined (default): every connection sends its next
+//! request as soon as it has the answer, so `--concurrency` requests are in flight. Paced
+//! (`--rate N`): request *i* is due at *i*/N seconds; a free connection sends it when it is
+//! due, and its latency counts from then, so a stall counts for every request it delays (up
+//! to `--concurrency` in flight).
 //!
 //! What each request is: `POST /v1/<callback>` with the arguments as named params (the
 //! default), `POST /rpc` with a JSON-RPC request for `--method`, or `GET --get PATH`.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use authhost::Callback;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper::client::conn::http1;
+use hyper::header::{HeaderName, HeaderValue};
+use hyper::{Method, Request as HttpRequest};
+use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 
 use super::remote::{latency_us, Call};
@@ -28,9 +37,12 @@ const PATIENCE: Duration = Duration::from_secs(60);
 /// One request, the same every time.
 struct Request {
     /// `POST` with this body, or `GET` (`None`).
-    body: Option<String>,
-    url: String,
-    headers: Vec<(String, String)>,
+    body: Option<Bytes>,
+    /// `HOST:PORT`.
+    authority: String,
+    /// The path and query.
+    path: String,
+    headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 /// What the threads saw, merged at the end.
@@ -95,30 +107,31 @@ impl Tally {
 /// JSON object.
 pub fn run(args: &BenchArgs, base: &str) -> anyhow::Result<()> {
     let call = Call::of(args)?;
-    let request = request(args, base, &call)?;
-    let threads = args.concurrency.max(1);
+    let request = Arc::new(request(args, base, &call)?);
+    let connections = args.concurrency.max(1);
     let requests = args.requests;
     let rate = args.rate;
     let interval_ns = if rate > 0 { 1e9 / rate as f64 } else { 0.0 };
-    let next = AtomicU64::new(0);
+    let next = Arc::new(AtomicU64::new(0));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the client's runtime")?;
     let start = Instant::now();
-    let tallies: Vec<Tally> = std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..threads)
+    let tallies = runtime.block_on(async {
+        let clients: Vec<_> = (0..connections)
             .map(|_| {
-                std::thread::Builder::new()
-                    .name("bench-http".into())
-                    .spawn_scoped(scope, || {
-                        client(&request, requests, interval_ns, start, &next, threads)
-                    })
+                let (request, next) = (request.clone(), next.clone());
+                tokio::spawn(async move {
+                    client(&request, requests, interval_ns, start, &next, connections).await
+                })
             })
-            .collect::<Result<_, _>>()?;
-        workers
-            .into_iter()
-            .map(|w| {
-                w.join()
-                    .map_err(|_| anyhow::anyhow!("a bench-http thread panicked"))
-            })
-            .collect::<anyhow::Result<_>>()
+            .collect();
+        let mut tallies = Vec::with_capacity(connections);
+        for client in clients {
+            tallies.push(client.await.context("a client connection panicked")?);
+        }
+        anyhow::Ok(tallies)
     })?;
     let seconds = start.elapsed().as_secs_f64();
     let mut tally = Tally::default();
@@ -136,14 +149,14 @@ pub fn run(args: &BenchArgs, base: &str) -> anyhow::Result<()> {
         "http": format!(
             "{} {}",
             if request.body.is_some() { "POST" } else { "GET" },
-            request.url.strip_prefix(base).unwrap_or(&request.url)
+            request.path
         ),
         "callback": (args.get.is_none() && args.method.is_none())
             .then(|| call.callback.function_name()),
         "method": args.method,
         "mode": if rate > 0 { "paced" } else { "pipelined" },
         "rate_per_s": if rate > 0 { Value::from(rate) } else { Value::Null },
-        "concurrency": threads,
+        "concurrency": connections,
         "requests": requests,
         "sent": next.load(Ordering::Relaxed).min(requests),
         "answered": answered,
@@ -163,21 +176,32 @@ pub fn run(args: &BenchArgs, base: &str) -> anyhow::Result<()> {
 
 /// The request that `args` describe.
 fn request(args: &BenchArgs, base: &str, call: &Call) -> anyhow::Result<Request> {
-    let headers = args
+    let authority = base.trim_start_matches("http://").to_string();
+    let mut headers = args
         .headers
         .iter()
         .map(|header| {
             let (name, value) = header
                 .split_once(':')
                 .with_context(|| format!("--header {header:?} is not `Name: value`"))?;
-            Ok((name.trim().to_string(), value.trim().to_string()))
+            Ok((
+                HeaderName::from_bytes(name.trim().as_bytes())
+                    .with_context(|| format!("--header {header:?}: not a header name"))?,
+                HeaderValue::from_str(value.trim())
+                    .with_context(|| format!("--header {header:?}: not a header value"))?,
+            ))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
+    headers.push((
+        hyper::header::HOST,
+        HeaderValue::from_str(&authority).context("not a host")?,
+    ));
     if let Some(path) = &args.get {
         anyhow::ensure!(path.starts_with('/'), "--get {path:?} must start with /");
         return Ok(Request {
             body: None,
-            url: format!("{base}{path}"),
+            authority,
+            path: path.clone(),
             headers,
         });
     }
@@ -202,35 +226,33 @@ fn request(args: &BenchArgs, base: &str, call: &Call) -> anyhow::Result<Request>
             Value::Object(body),
         )
     };
+    headers.push((
+        hyper::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    ));
     Ok(Request {
-        body: Some(body.to_string()),
-        url: format!("{base}{path}"),
+        body: Some(Bytes::from(body.to_string())),
+        authority,
+        path,
         headers,
     })
 }
 
-/// One client thread: one keep-alive connection, one request at a time, until every request
-/// is taken.
-fn client(
+/// One client connection: one request at a time on one keep-alive connection (a new one
+/// after a failure), until every request is taken.
+async fn client(
     request: &Request,
     requests: u64,
     interval_ns: f64,
     start: Instant,
     next: &AtomicU64,
-    threads: usize,
+    connections: usize,
 ) -> Tally {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        // Statuses are what is measured, not errors.
-        .http_status_as_error(false)
-        .max_redirects(0)
-        .proxy(None)
-        .timeout_global(Some(PATIENCE))
-        .build()
-        .into();
     let mut tally = Tally {
-        latencies_ns: Vec::with_capacity((requests as usize).div_ceil(threads) * 2),
+        latencies_ns: Vec::with_capacity((requests as usize).div_ceil(connections) * 2),
         ..Tally::default()
     };
+    let mut connection: Option<http1::SendRequest<Full<Bytes>>> = None;
     loop {
         let index = next.fetch_add(1, Ordering::Relaxed);
         if index >= requests {
@@ -239,48 +261,73 @@ fn client(
         let sent = if interval_ns > 0.0 {
             // Paced: wait until this request is due, and count its latency from then.
             let due = start + Duration::from_nanos((index as f64 * interval_ns) as u64);
-            let now = Instant::now();
-            if due > now {
-                std::thread::sleep(due - now);
-            }
+            tokio::time::sleep_until(due.into()).await;
             due
         } else {
             Instant::now()
         };
-        let answer = match &request.body {
-            Some(body) => {
-                let mut builder = agent
-                    .post(&request.url)
-                    .header("Content-Type", "application/json");
-                for (name, value) in &request.headers {
-                    builder = builder.header(name, value);
-                }
-                builder.send(body.as_str())
-            }
-            None => {
-                let mut builder = agent.get(&request.url);
-                for (name, value) in &request.headers {
-                    builder = builder.header(name, value);
-                }
-                builder.call()
-            }
-        }
-        // Reading the whole body is what lets the agent reuse the connection.
-        .and_then(|mut response| {
-            let body = response.body_mut().read_to_string()?;
-            Ok((response.status().as_u16(), body))
-        });
+        let answer = tokio::time::timeout(PATIENCE, exchange(request, &mut connection)).await;
         match answer {
-            Ok((status, body)) => {
+            Ok(Ok((status, body))) => {
                 tally.latencies_ns.push(sent.elapsed().as_nanos() as u64);
-                tally.answer(status, &body);
+                tally.answer(status, &String::from_utf8_lossy(&body));
             }
-            Err(e) => {
+            Ok(Err(e)) => {
+                connection = None;
                 tally.transport_errors += 1;
                 tally
                     .first_error
-                    .get_or_insert_with(|| format!("{}: {e}", request.url));
+                    .get_or_insert_with(|| format!("{}{}: {e:#}", request.authority, request.path));
+            }
+            Err(_) => {
+                connection = None;
+                tally.transport_errors += 1;
+                tally
+                    .first_error
+                    .get_or_insert_with(|| format!("no answer within {PATIENCE:?}"));
             }
         }
     }
+}
+
+/// Sends `request` on `connection` (opening one first if there is none) and reads the whole
+/// answer, which leaves the connection ready for the next request.
+async fn exchange(
+    request: &Request,
+    connection: &mut Option<http1::SendRequest<Full<Bytes>>>,
+) -> anyhow::Result<(u16, Bytes)> {
+    if connection.is_none() {
+        *connection = Some(connect(&request.authority).await?);
+    }
+    let Some(sender) = connection.as_mut() else {
+        anyhow::bail!("no connection")
+    };
+    sender.ready().await?;
+    let mut builder = HttpRequest::builder()
+        .method(if request.body.is_some() {
+            Method::POST
+        } else {
+            Method::GET
+        })
+        .uri(&request.path);
+    for (name, value) in &request.headers {
+        builder = builder.header(name, value);
+    }
+    let body = Full::new(request.body.clone().unwrap_or_default());
+    let response = sender.send_request(builder.body(body)?).await?;
+    let status = response.status().as_u16();
+    let body = response.into_body().collect().await?.to_bytes();
+    Ok((status, body))
+}
+
+/// A new keep-alive connection to `authority`.
+async fn connect(authority: &str) -> anyhow::Result<http1::SendRequest<Full<Bytes>>> {
+    let stream = tokio::net::TcpStream::connect(authority)
+        .await
+        .with_context(|| format!("cannot connect to {authority}"))?;
+    stream.set_nodelay(true)?;
+    let (sender, driver) = http1::handshake(TokioIo::new(stream)).await?;
+    // The connection's own task reads and writes it; it ends when the sender goes.
+    tokio::spawn(driver);
+    Ok(sender)
 }
