@@ -296,7 +296,7 @@ async fn exchange(
     request: &Request,
     connection: &mut Option<http1::SendRequest<Full<Bytes>>>,
 ) -> anyhow::Result<(u16, Bytes)> {
-    if connection.is_none() {
+    if connection.as_ref().is_none_or(|sender| sender.is_closed()) {
         *connection = Some(connect(&request.authority).await?);
     }
     let Some(sender) = connection.as_mut() else {
@@ -316,7 +316,16 @@ async fn exchange(
     let body = Full::new(request.body.clone().unwrap_or_default());
     let response = sender.send_request(builder.body(body)?).await?;
     let status = response.status().as_u16();
+    // A server that ends the connection after this answer (nginx does after
+    // `keepalive_requests`) says so: the next request goes on a new one.
+    let closing = response
+        .headers()
+        .get(hyper::header::CONNECTION)
+        .is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"close"));
     let body = response.into_body().collect().await?.to_bytes();
+    if closing {
+        *connection = None;
+    }
     Ok((status, body))
 }
 
