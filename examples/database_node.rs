@@ -29,6 +29,7 @@ enum Request {
     },
     Login {
         name: &'static str,
+        password: &'static str,
         node_info: &'static str,
     },
 }
@@ -44,12 +45,20 @@ const TRAFFIC: &[Request] = &[
     Request::NewNode {
         node_info: STRANGER,
     },
+    // alice's password (seeded by the bundled policy's setup()), then a wrong one.
     Request::Login {
         name: "alice",
+        password: "wonderland",
         node_info: OFFICE,
     },
     Request::Login {
         name: "alice",
+        password: "guess",
+        node_info: OFFICE,
+    },
+    Request::Login {
+        name: "alice",
+        password: "wonderland",
         node_info: STRANGER,
     },
     Request::Signup {
@@ -62,10 +71,12 @@ const TRAFFIC: &[Request] = &[
     },
     Request::Login {
         name: "mallory",
+        password: "guess",
         node_info: OFFICE,
     },
     Request::Login {
         name: "bob",
+        password: "guess",
         node_info: LAPTOP,
     },
 ];
@@ -81,8 +92,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS users (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
          CREATE TABLE IF NOT EXISTS nodes (public_key TEXT PRIMARY KEY, role TEXT NOT NULL);
-         -- The users the example policy already knows.
-         INSERT OR IGNORE INTO users (id, name) VALUES (1, 'alice'), (2, 'bob');",
+         -- The user the example policy already knows (its setup() seeds alice as user 1);
+         -- the policy numbers new users from its own table, so the node keeps no others.
+         INSERT OR IGNORE INTO users (id, name) VALUES (1, 'alice');",
     )?;
     let host = authhost::Host::builder()
         .plugins(&plugins)
@@ -143,8 +155,13 @@ fn serve(conn: &Connection, request: &Request) -> rusqlite::Result<String> {
                 _ => format!("{name}: signup failed (policy error)"),
             }
         }
-        Request::Login { name, node_info } => {
-            let info = serde_json::json!({ "name": name, "password": "pw" }).to_string();
+        Request::Login {
+            name,
+            password,
+            node_info,
+        } => {
+            // The password goes to the policy only; what is printed is the outcome.
+            let info = serde_json::json!({ "name": name, "password": password }).to_string();
             let code: i64 = conn
                 .prepare_cached("SELECT user_login(?, ?)")?
                 .query_row([info.as_str(), node_info], |row| row.get(0))?;

@@ -54,7 +54,7 @@ pub enum HttpError {
     Timeout {
         /// The request's method.
         method: String,
-        /// The URL asked.
+        /// The URL asked, without its query (see [`shown`]).
         url: String,
         /// The time the call had.
         budget_ms: u128,
@@ -64,7 +64,7 @@ pub enum HttpError {
     Unreachable {
         /// The request's method.
         method: String,
-        /// The URL asked.
+        /// The URL asked, without its query (see [`shown`]).
         url: String,
         /// The client's reason.
         cause: String,
@@ -75,6 +75,21 @@ pub enum HttpError {
     /// The operator's settings are not usable (a bad prefix or CA file).
     #[error("upstream settings: {0}")]
     Settings(String),
+}
+
+/// A URL the policy was allowed to call, as error messages show it: without its query and
+/// fragment, which often carry credentials (a backend asked `?login=…&password=…`) and end
+/// up in logs with the error.
+fn shown(url: &Url) -> String {
+    let mut shown = url.clone();
+    let had_query = shown.query().is_some() || shown.fragment().is_some();
+    shown.set_query(None);
+    shown.set_fragment(None);
+    let mut text = shown.to_string();
+    if had_query {
+        text.push_str("?…");
+    }
+    text
 }
 
 /// The operator's settings for `authhost.http`, part of [`crate::Config`].
@@ -397,7 +412,7 @@ impl Client {
         let mut body = request.body.clone();
         let timeout = |method: &ureq::http::Method, url: &Url| HttpError::Timeout {
             method: method.to_string(),
-            url: url.to_string(),
+            url: shown(url),
             budget_ms: deadline.saturating_duration_since(started).as_millis(),
         };
         for hop in 0..=MAX_REDIRECTS {
@@ -458,7 +473,7 @@ impl Client {
                     self.counters.record(Outcome::Unreachable);
                     return Err(HttpError::Unreachable {
                         method: method.to_string(),
-                        url: url.to_string(),
+                        url: shown(&url),
                         cause: e.to_string(),
                     });
                 }
@@ -467,7 +482,7 @@ impl Client {
                 self.counters.record(Outcome::Unreachable);
                 return Err(HttpError::Unreachable {
                     method: method.to_string(),
-                    url: url.to_string(),
+                    url: shown(&url),
                     cause: format!("the response body is larger than {MAX_BODY} bytes"),
                 });
             }
@@ -483,7 +498,7 @@ impl Client {
                         self.counters.record(Outcome::Unreachable);
                         HttpError::Unreachable {
                             method: method.to_string(),
-                            url: url.to_string(),
+                            url: shown(&url),
                             cause: format!("bad redirect Location {location:?}: {e}"),
                         }
                     })?;
@@ -567,6 +582,20 @@ fn new_agent(settings: &UpstreamSettings) -> Result<ureq::Agent, HttpError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn error_messages_show_urls_without_their_query() {
+        let url = Url::parse("http://10.0.0.5:8080/auth?login=alice&password=s3cret#x").unwrap();
+        assert_eq!(shown(&url), "http://10.0.0.5:8080/auth?…");
+        let plain = Url::parse("https://a.example/auth").unwrap();
+        assert_eq!(shown(&plain), "https://a.example/auth");
+        let error = HttpError::Unreachable {
+            method: "GET".into(),
+            url: shown(&url),
+            cause: "connection refused".into(),
+        };
+        assert!(!error.to_string().contains("s3cret"), "{error}");
+    }
 
     fn confined(prefixes: &[&str]) -> Client {
         let settings = UpstreamSettings {

@@ -13,8 +13,8 @@ use base64::Engine as _;
 use serde_json::{json, Value};
 use tungstenite::Message;
 
-use crate::http_support::{client, get, post, post_json, Answer};
-use crate::service::{serve_exit, Service, PATIENCE};
+use crate::http_support::{client, get, post, post_json, Answer, Service};
+use crate::service::{serve_exit, PATIENCE};
 
 fn policy(file: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -5,6 +5,8 @@
 use serde_json::Value;
 
 use crate::service::PATIENCE;
+// The HTTP tests' service is the shared one.
+pub use crate::service::Service;
 
 /// An HTTP answer: status, headers (lowercase names) and body.
 #[derive(Debug)]

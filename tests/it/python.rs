@@ -640,29 +640,36 @@ mod octodb_style {
             &NodeDecision::Async
         );
         assert_eq!(node(&host.new_node(stranger)), &NodeDecision::Unauthorized);
+        let bob = r#"{"name":"bob","password":"builder of bridges"}"#;
         assert_eq!(
-            user(&host.user_login(r#"{"name":"bob"}"#, office)),
+            user(&host.user_login(bob, office)),
             &UserDecision::UserId(2)
         );
         assert_eq!(
-            user(&host.user_login(r#"{"name":"bob"}"#, stranger)),
+            user(&host.user_login(r#"{"name":"bob","password":"builder"}"#, office)),
+            &UserDecision::NotAuthorized,
+            "the password is checked"
+        );
+        assert_eq!(
+            user(&host.user_login(r#"{"name":"bob"}"#, office)),
             &UserDecision::NotAuthorized
         );
         assert_eq!(
-            user(&host.user_login(r#"{"name":"mallory"}"#, office)),
+            user(&host.user_login(bob, stranger)),
             &UserDecision::NotAuthorized
         );
         assert_eq!(
-            user(&host.user_signup(r#"{"name":"carol"}"#, office)),
-            &UserDecision::NewUser
+            user(&host.user_login(r#"{"name":"mallory","password":"x"}"#, office)),
+            &UserDecision::NotAuthorized
         );
+        // Sign-ups are closed in this example.
         assert_eq!(
-            user(&host.user_signup(r#"{"name":"alice"}"#, office)),
+            user(&host.user_signup(r#"{"name":"carol","password":"correct horse"}"#, office)),
             &UserDecision::NotAuthorized
         );
         error_of(&host.user_signup("not json", office), ErrorKind::Script);
-        // node_info that is not JSON: json.loads raises, and that is an error too.
-        error_of(&host.new_node("not json"), ErrorKind::Raised);
+        // node_info that is not JSON: the policy answers -3.
+        error_of(&host.new_node("not json"), ErrorKind::Script);
     }
 }
 

@@ -20,6 +20,7 @@ use serde_json::{json, Value};
 // Areas of the service with helpers of their own; they use this module's `Service` and `Conn`.
 mod batches;
 mod decision_log;
+mod examples;
 mod exposure;
 
 pub(crate) use crate::service::PATIENCE;
@@ -91,6 +92,20 @@ impl Service {
     /// Waits for the process to exit.
     fn wait(&mut self) -> ExitStatus {
         self.process.wait()
+    }
+
+    /// Closes a stdio service's input and returns every answer it writes until it exits
+    /// (it answers all it read first). Its whole stderr is then in `stderr_text`.
+    fn answers_until_exit(&mut self, mut conn: Conn) -> Vec<Value> {
+        conn.close_input();
+        assert!(self.wait().success(), "{}", self.stderr_text());
+        let mut answers = Vec::new();
+        // Ends when the service's stdout closes; the time limit only stops a hang.
+        while let Ok(answer) = conn.answers.recv_timeout(PATIENCE) {
+            answers.push(answer);
+        }
+        self.process.read_all_stderr();
+        answers
     }
 
     fn stderr_text(&self) -> String {

@@ -17,6 +17,8 @@ pub const PATIENCE: Duration = Duration::from_secs(120);
 pub struct Service {
     child: Child,
     stderr: Arc<Mutex<Vec<String>>>,
+    /// The thread that reads stderr into `stderr`; done once the process has exited.
+    stderr_reader: Option<std::thread::JoinHandle<()>>,
     /// The addresses it announced, in the order of the `--listen`s (real ports for `:0`).
     pub addrs: Vec<String>,
 }
@@ -55,7 +57,7 @@ impl Service {
             .expect("starting authhost serve");
         let stderr = Arc::new(Mutex::new(Vec::new()));
         let (announced, listening) = channel();
-        {
+        let stderr_reader = {
             let lines = stderr.clone();
             let pipe = child.stderr.take().unwrap();
             std::thread::spawn(move || {
@@ -67,8 +69,8 @@ impl Service {
                     }
                     lines.lock().unwrap().push(line);
                 }
-            });
-        }
+            })
+        };
         let mut addrs = Vec::new();
         while addrs.len() < listens.len() {
             match listening.recv_timeout(PATIENCE) {
@@ -82,6 +84,7 @@ impl Service {
         Service {
             child,
             stderr,
+            stderr_reader: Some(stderr_reader),
             addrs,
         }
     }
@@ -116,17 +119,16 @@ impl Service {
 
     /// Waits for the process to exit.
     pub fn wait(&mut self) -> ExitStatus {
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the service did not exit: {}",
-                self.stderr_text()
-            );
-            std::thread::sleep(Duration::from_millis(20));
+        let stderr = self.stderr.clone();
+        wait_for_exit(&mut self.child, move || {
+            format!("the service did not exit: {:?}", stderr.lock().unwrap())
+        })
+    }
+
+    /// Once the process has exited: waits until its whole stderr is read.
+    pub fn read_all_stderr(&mut self) {
+        if let Some(reader) = self.stderr_reader.take() {
+            let _ = reader.join();
         }
     }
 
@@ -159,18 +161,28 @@ pub fn serve_exit(plugins: &Path, args: &[&str]) -> (Option<i32>, String) {
         .stderr(Stdio::piped())
         .spawn()
         .expect("starting authhost serve");
-    let deadline = Instant::now() + PATIENCE;
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("authhost serve {args:?} kept serving");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_exit(&mut child, || {
+        format!("authhost serve {args:?} kept serving")
+    });
     let output = child.wait_with_output().unwrap();
     (
         output.status.code(),
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
+}
+
+/// Waits for `child` to exit; past [`PATIENCE`], kills it and panics with `hung()`.
+pub fn wait_for_exit(child: &mut Child, hung: impl Fn() -> String) -> ExitStatus {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{}", hung());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

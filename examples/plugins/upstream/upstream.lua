@@ -11,6 +11,9 @@
 --   unreachable, 5xx, too slow -> verify against the cached hash (a fallback, logged and
 --                                 counted in `status`)
 -- A user refused by a reachable backend is never let in from the cache.
+-- Nothing logged holds the password: the log names the user and the reason, and
+-- authhost.http's errors show the URL without its query (where this backend takes the
+-- password). The backend's own access log sees the query, as its API requires.
 
 local db = authhost.db
 local BUDGET_MS = 1000 -- how long the backend may take before the cache answers

@@ -3,7 +3,8 @@
 The Python twin of upstream.lua (read that file for the flow): 200 stores an argon2id hash
 and allows; 403/404 refuse (and forget a stale or deleted user's hash); unreachable, 5xx or
 slower than BUDGET_MS falls back to the cached hash, logged and counted in `status`. A user
-refused by a reachable backend is never let in from the cache.
+refused by a reachable backend is never let in from the cache. Nothing logged holds the
+password: authhost.http's errors show the URL without its query.
 """
 
 import json

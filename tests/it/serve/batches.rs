@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use serde_json::{json, Value};
 
-use super::{error_code, login, policy, result, Conn, Service, PATIENCE};
+use super::{error_code, login, policy, result, Service};
 
 fn unix_service(dir: &tempfile::TempDir, extra: &[&str]) -> Service {
     let socket = dir.path().join("authhost.sock");
@@ -88,18 +88,6 @@ fn an_empty_batch_is_one_invalid_request_error() {
     assert_eq!(result(&conn.call("user_login", login(2)))["code"], 2);
 }
 
-/// Every answer a stdio service writes until it exits, after its input is closed.
-fn every_answer_until_exit(mut service: Service, mut conn: Conn) -> Vec<Value> {
-    conn.close_input();
-    assert!(service.wait().success(), "{}", service.stderr_text());
-    let mut answers = Vec::new();
-    // Ends when the service's stdout closes; the timeout only stops a hang.
-    while let Ok(answer) = conn.answers.recv_timeout(PATIENCE) {
-        answers.push(answer);
-    }
-    answers
-}
-
 #[test]
 fn a_batch_of_notifications_gets_nothing_back() {
     let mut service = Service::start(&policy("echo.lua"), "stdio", &[]);
@@ -112,7 +100,7 @@ fn a_batch_of_notifications_gets_nothing_back() {
     ]));
     conn.send(&request(json!("after"), "status", json!([])));
     // The service answers everything it read before it exits: only the status is there.
-    let answers = every_answer_until_exit(service, conn);
+    let answers = service.answers_until_exit(conn);
     assert_eq!(answers.len(), 1, "{answers:?}");
     assert_eq!(answers[0]["id"], "after");
     assert_eq!(result(&answers[0])["ready"], true);
