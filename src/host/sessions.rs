@@ -85,6 +85,16 @@ impl Host {
         });
     }
 
+    /// The session of an `on_user_login` outcome the caller asked for itself (to record it
+    /// on the way, say): as [`Host::auth`] after its login, a session on `user_id`.
+    pub(crate) fn session_for(&self, outcome: Outcome) -> Authenticated {
+        open_session(
+            self.sessions(),
+            outcome,
+            Instant::now() + self.config().timeout,
+        )
+    }
+
     /// The user of a live session `token`, whose inactivity timer starts again.
     ///
     /// # Failure

@@ -5,9 +5,9 @@
 //!
 //! Back-pressure: every line takes one of the connection's `max_pending` places per call it
 //! makes (one per member for a batch) before it is dispatched, and gives them back once its
-//! answer is written. A client that does not read its answers therefore stops being read from, and the
-//! connection's memory stays bounded; the workers never wait on a client (they hand answers
-//! to an unbounded channel that the places keep short).
+//! answer is written. A client that does not read its answers therefore stops being read
+//! from, and the connection's memory stays bounded; the workers never wait on a client (they
+//! hand answers to an unbounded channel that the places keep short).
 
 use std::io::{self, BufWriter, Read, Write};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -15,10 +15,11 @@ use std::sync::Arc;
 use std::thread::Thread;
 use std::time::Duration;
 
+use crossbeam_channel::{Receiver, Sender, TryRecvError};
+
 use super::lines::{Line, LineReader};
 use super::rpc::{self, Context, Message};
 use super::Shared;
-use crossbeam_channel::{Receiver, Sender, TryRecvError};
 
 /// An answer for the writer: a response (without its newline), or `None` when nothing is
 /// to be sent (notifications), and the places it gives back once written.

@@ -9,6 +9,7 @@ use std::ffi::CString;
 use std::fmt;
 use std::io;
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -218,6 +219,17 @@ impl Listener {
 }
 
 fn bind_unix(path: &Path, access: SocketAccess) -> io::Result<UnixSocket> {
+    // Clients connect by path, which a socket address limits; so does the live-server check
+    // below, which would take a live socket at a longer path for a stale one.
+    if path.as_os_str().len() >= MAX_SOCKET_PATH {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "{}: a socket path must be shorter than {MAX_SOCKET_PATH} bytes",
+                path.display()
+            ),
+        ));
+    }
     match std::fs::symlink_metadata(path) {
         Ok(meta) if meta.file_type().is_socket() => {
             if UnixStream::connect(path).is_ok() {
@@ -256,6 +268,9 @@ fn bind_unix(path: &Path, access: SocketAccess) -> io::Result<UnixSocket> {
     })
 }
 
+/// The longest path a Unix socket address holds (`sun_path` is 108 bytes, NUL included).
+const MAX_SOCKET_PATH: usize = 108;
+
 /// Binds a socket at `path` that has `access` from its first moment: it is bound in a
 /// private directory beside `path` (mode 0700, so nobody else can reach it there), given its
 /// mode and group, then renamed into place. A connection follows the file's inode, so the
@@ -265,7 +280,6 @@ fn bind_with_access(path: &Path, access: SocketAccess) -> io::Result<UnixListene
         Some(parent) if !parent.as_os_str().is_empty() => parent,
         _ => Path::new("."),
     };
-    // Short: a socket path is limited to 107 bytes, and the staging one must fit too.
     static STAGINGS: AtomicU64 = AtomicU64::new(0);
     let staging = parent.join(format!(
         ".authhost-{}-{}",
@@ -278,7 +292,17 @@ fn bind_with_access(path: &Path, access: SocketAccess) -> io::Result<UnixListene
     let _ = std::fs::remove_dir(&staging);
     std::fs::DirBuilder::new().mode(0o700).create(&staging)?;
     let bound = (|| {
-        let listener = UnixListener::bind(&staged)?;
+        // A socket address holds at most 107 bytes, and the staging path is longer than the
+        // final one: past that, bind through the directory's descriptor instead
+        // (/proc/self/fd/N/s names the same place in a few bytes).
+        let directory = std::fs::File::open(&staging)?;
+        let short = PathBuf::from(format!("/proc/self/fd/{}/s", directory.as_raw_fd()));
+        let bind_at = if staged.as_os_str().len() < MAX_SOCKET_PATH {
+            &staged
+        } else {
+            &short
+        };
+        let listener = UnixListener::bind(bind_at)?;
         std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(access.mode))?;
         if let Some(gid) = access.group {
             std::os::unix::fs::chown(&staged, None, Some(gid))?;
@@ -430,6 +454,30 @@ mod tests {
         let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(left.len(), 1, "no staging directory is left behind");
         drop(socket);
+    }
+
+    #[test]
+    fn a_socket_whose_staging_path_is_too_long_to_bind_is_bound_all_the_same() {
+        let dir = tempfile::tempdir().unwrap();
+        // The final path fits in a socket address (107 bytes); the staging one would not.
+        let mut deep = dir.path().to_path_buf();
+        while deep.as_os_str().len() < 95 {
+            deep.push("d");
+        }
+        std::fs::create_dir_all(&deep).unwrap();
+        let path = deep.join("s.sock");
+        assert!(path.as_os_str().len() < MAX_SOCKET_PATH);
+        let socket = bind_unix(&path, OWNER_ONLY).expect("binds through /proc/self/fd");
+        assert_eq!(
+            std::fs::symlink_metadata(&path).unwrap().mode() & 0o777,
+            0o600
+        );
+        UnixStream::connect(&path).expect("accepts at its final path");
+        drop(socket);
+        assert!(!path.exists());
+        let too_long = deep.join("a-socket-name-past-the-limit.sock");
+        let e = bind_unix(&too_long, OWNER_ONLY).err().expect("too long");
+        assert!(e.to_string().contains("shorter than 108"), "{e}");
     }
 
     #[test]

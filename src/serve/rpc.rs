@@ -22,7 +22,7 @@ use super::protocol::{self, ErrorCode, Incoming, Method, Refusal, Request, RpcEr
 use super::Shared;
 use crate::decision::{Callback, Outcome};
 use crate::decision_log::DecisionRecorder;
-use crate::host::Host;
+use crate::host::{Authenticated, Host};
 
 /// What every connection of a server shares, whatever its transport.
 #[derive(Clone)]
@@ -54,6 +54,19 @@ impl Context {
             done(outcome);
         });
     }
+
+    /// `auth`: [`Context::decide`] `on_user_login` (so the decision log records it), then a
+    /// session on `user_id`, as [`Host::auth_async`] would.
+    pub fn authenticate(
+        &self,
+        args: [String; 2],
+        done: impl FnOnce(Authenticated) + Send + 'static,
+    ) {
+        let host = self.host.clone();
+        self.decide(Callback::UserLogin, args, move |outcome| {
+            done(host.session_for(outcome))
+        });
+    }
 }
 
 /// One parsed message, ready to [`dispatch`].
@@ -73,6 +86,7 @@ impl Message {
     /// Whether answering it waits on the session store (`auth_token`, `auth_clear`: an
     /// SQLite statement on the caller's thread), so that an async transport hands it to a
     /// thread that may block.
+    #[cfg(feature = "http")]
     pub fn waits_on_the_store(&self) -> bool {
         let waits = |member: &Result<Request, Box<Refusal>>| {
             matches!(
@@ -237,7 +251,7 @@ fn dispatch_session(
     use protocol::SessionMethod;
     match method {
         SessionMethod::Auth { args } => {
-            context.host.auth_async(args, move |answer| {
+            context.authenticate(args, move |answer| {
                 reply(id.map(|id| unline(protocol::result_line(&id, &answer.to_json()))));
             });
         }

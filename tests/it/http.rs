@@ -806,7 +806,7 @@ fn sigterm_answers_a_websocket_in_flight_then_closes_it() {
     let mut service = http_service(&policy("login.lua"), &[]);
     let mut socket = websocket(&service);
     let slow = json!({"jsonrpc": "2.0", "id": "slow", "method": "user_login",
-        "params": [{"id": 5, "ms": 500}, "{}"]});
+        "params": [{"id": 5, "ms": 1000}, "{}"]});
     socket.send(Message::text(slow.to_string())).unwrap();
     // Answered at once, so after the login was dispatched: the login is in flight.
     let status = ws_call(
@@ -833,7 +833,7 @@ fn sigterm_answers_a_websocket_in_flight_then_closes_it() {
 
 #[test]
 fn an_idle_websocket_is_closed() {
-    let service = http_service(&policy("login.lua"), &["--ws-idle-timeout-ms", "300"]);
+    let service = http_service(&policy("login.lua"), &["--ws-idle-timeout-ms", "1500"]);
     let mut socket = websocket(&service);
     let status = ws_call(&mut socket, r#"{"jsonrpc":"2.0","id":1,"method":"status"}"#);
     assert_eq!(status["result"]["generation"], 1);
@@ -929,10 +929,19 @@ fn the_decision_log_records_http_decisions() {
         &format!("{url}/v1/new_node"),
         &json!({"node_info": {"role": "async"}}),
     );
+    // A login that opens a session is a decision too (user 7, then a token).
+    let opened = post_json(
+        &http,
+        &format!("{url}/v1/auth"),
+        &json!({"login_info": {"login": "alice", "password": "wonderland"}, "node_info": {}}),
+    )
+    .json();
+    let token = opened["token"].as_str().unwrap().to_string();
     service.signal(libc::SIGTERM);
     assert!(service.wait().success());
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(!text.contains("wonderland") && !text.contains("secret-password"));
+    assert!(!text.contains(&token));
     let entries: Vec<Value> = text
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -946,8 +955,12 @@ fn the_decision_log_records_http_decisions() {
             )
         })
         .collect();
-    assert_eq!(decisions.len(), 3, "{text}");
-    assert!(decisions.contains(&("on_user_login", "user_id")));
+    assert_eq!(decisions.len(), 4, "{text}");
+    let allowed = decisions
+        .iter()
+        .filter(|d| **d == ("on_user_login", "user_id"))
+        .count();
+    assert_eq!(allowed, 2, "/auth and /v1/auth: {text}");
     assert!(decisions.contains(&("on_user_login", "not_authorized")));
     assert!(decisions.contains(&("on_new_node", "async")));
 }
@@ -960,7 +973,7 @@ fn sigterm_answers_the_http_requests_in_flight_then_exits_0(plugins: &Path) {
         .map(|id| {
             let url = url.clone();
             std::thread::spawn(move || {
-                let login = json!({"login_info": {"id": id, "ms": 1000}, "node_info": "{}"});
+                let login = json!({"login_info": {"id": id, "ms": 2000}, "node_info": "{}"});
                 post_json(&client(), &format!("{url}/v1/user_login"), &login)
             })
         })

@@ -21,10 +21,10 @@
 //! sent.
 
 mod auth;
+mod jsonrpc;
 mod metrics;
 mod page;
 mod routes;
-mod ws;
 
 use std::io;
 use std::net::SocketAddr;

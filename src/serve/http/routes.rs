@@ -1,6 +1,6 @@
-//! The routes of the HTTP front and the handlers of the JSON ones: `/v1/*`, `/rpc`, the
-//! health, readiness and status endpoints. `/auth*` are in [`super::auth`], `/metrics` in
-//! [`super::metrics`], `/` in [`super::page`], `/ws` in [`super::ws`].
+//! The routes of the HTTP front and the handlers of the JSON ones: `/v1/*` and the health,
+//! readiness and status endpoints. `/auth*` are in [`super::auth`], `/metrics` in
+//! [`super::metrics`], `/` in [`super::page`], `/rpc` and `/ws` in [`super::jsonrpc`].
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,7 +14,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use serde_json::{json, Map, Value};
 
-use super::{auth, metrics, page, ws, Front, MAX_BODY};
+use super::{auth, jsonrpc, metrics, page, Front, MAX_BODY};
 use crate::decision::Callback;
 
 /// The client's address, put into every request's extensions by the connection.
@@ -44,13 +44,13 @@ pub(super) fn router(front: Arc<Front>) -> Router {
         .route("/v1/auth", post(session_auth))
         .route("/v1/auth_token", post(session_token))
         .route("/v1/auth_clear", post(session_clear))
-        .route("/rpc", post(ws::rpc))
+        .route("/rpc", post(jsonrpc::rpc))
         .route(
             "/auth",
             get(auth::flussonic_query).post(auth::flussonic_form),
         )
         .route("/auth/request", get(auth::forward))
-        .route("/ws", get(ws::upgrade))
+        .route("/ws", get(jsonrpc::upgrade))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -152,7 +152,7 @@ async fn session_auth(
 ) -> Result<Response, Refused> {
     let args = callback_args(Callback::UserLogin, body)?;
     let (sender, receiver) = tokio::sync::oneshot::channel();
-    front.context.host.auth_async(args, move |answer| {
+    front.context.authenticate(args, move |answer| {
         let _ = sender.send(answer.to_json());
     });
     Ok(match receiver.await {
@@ -239,14 +239,20 @@ async fn status(State(front): State<Arc<Front>>) -> Response {
     json_response(StatusCode::OK, &front.context.host.status().to_json())
 }
 
-async fn not_found(uri: Uri) -> Response {
+// The refusals read the request body (up to the limit) before answering: a body left unread
+// ends the keep-alive connection, which a client reusing it would find closed.
+async fn not_found(uri: Uri, _body: Result<Bytes, BytesRejection>) -> Response {
     refusal(
         StatusCode::NOT_FOUND,
         format!("no such path: {}", uri.path()),
     )
 }
 
-async fn method_not_allowed(method: axum::http::Method, uri: Uri) -> Response {
+async fn method_not_allowed(
+    method: axum::http::Method,
+    uri: Uri,
+    _body: Result<Bytes, BytesRejection>,
+) -> Response {
     refusal(
         StatusCode::METHOD_NOT_ALLOWED,
         format!("{method} is not allowed on {}", uri.path()),
