@@ -493,7 +493,13 @@ fn health_readiness_status_and_metrics_follow_the_requests() {
     ] {
         assert_eq!(value(&after, series), 0.0, "{series}");
     }
-    assert!(after.trim_end().ends_with("# EOF"));
+    // A scraper that asks for OpenMetrics gets it, whole (tests/it/prometheus.rs parses both).
+    let openmetrics = get(
+        &http,
+        &format!("{url}/metrics"),
+        &[("accept", "application/openmetrics-text; version=1.0.0")],
+    );
+    assert!(openmetrics.body.trim_end().ends_with("# EOF"));
 }
 
 #[test]

@@ -8,11 +8,15 @@
 mod common;
 mod db_support;
 #[cfg(feature = "http")]
+mod http_programs;
+#[cfg(feature = "http")]
 mod http_support;
 mod reload_support;
 mod service;
 
 // The areas, one module each.
+#[cfg(all(feature = "http", feature = "python"))]
+mod chromium;
 mod cli;
 mod confine;
 mod db;
@@ -22,7 +26,11 @@ mod embed;
 mod http;
 mod isolation;
 mod lua;
+#[cfg(feature = "http")]
+mod nginx;
 mod pool;
+#[cfg(feature = "http")]
+mod prometheus;
 #[cfg(feature = "python")]
 mod python;
 #[cfg(feature = "python")]
@@ -35,3 +43,5 @@ mod sessions;
 #[cfg(feature = "python")]
 mod stuck;
 mod upstream;
+#[cfg(feature = "http")]
+mod websocket;

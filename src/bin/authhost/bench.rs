@@ -5,10 +5,13 @@
 //! make blocking calls. Latency is submission to decision (pipelined) or the whole blocking
 //! call as its caller sees it (blocking).
 //!
-//! With `--listen ADDR`, it loads a running `authhost serve` instead: see [`remote`].
+//! With `--listen ADDR`, it loads a running `authhost serve` instead: its JSON-RPC listeners
+//! (see [`remote`]) or its HTTP front (`--listen http://HOST:PORT`, see [`http`]).
 
 mod cpu;
-pub mod remote;
+#[cfg(feature = "http")]
+mod http;
+mod remote;
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -39,27 +42,104 @@ pub struct BenchArgs {
     pub watch: bool,
     /// The callback's arguments (default: a sample login and node).
     args: Vec<String>,
-    /// Load a running `authhost serve` at this address (unix:PATH or tcp:HOST:PORT) over one
-    /// connection, instead of an in-process host.
+    /// Load a running `authhost serve` at this address instead of an in-process host:
+    /// unix:PATH or tcp:HOST:PORT over one connection, or http://HOST:PORT (its HTTP front)
+    /// over --concurrency keep-alive connections.
     #[arg(long, value_name = "ADDR")]
-    listen: Option<authhost::serve::ListenAddr>,
+    listen: Option<Target>,
     /// With --listen: send this many requests per second on a fixed schedule (0: pipelined,
     /// --concurrency in flight).
     #[arg(long, default_value_t = 0)]
     rate: u64,
     /// With --listen: call this JSON-RPC method (`auth_token`, `auth`, `status` …) instead of
-    /// --callback.
+    /// --callback (over HTTP: `POST /rpc`).
     #[arg(long, requires = "listen")]
     method: Option<String>,
     /// With --method: its params as JSON, e.g. '{"token":"…"}' (default `{}`).
     #[arg(long, requires = "method")]
     params: Option<String>,
+    /// With --listen http://…: `GET` this path (`/auth/request`, `/auth?login=…`, `/healthz`,
+    /// or any URL path of a proxy in front) instead of `POST /v1/<callback>`.
+    #[arg(
+        long,
+        value_name = "PATH",
+        requires = "listen",
+        conflicts_with = "method"
+    )]
+    get: Option<String>,
+    /// With --listen http://…: a header sent with every request, `Name: value` (repeatable),
+    /// e.g. 'Authorization: Basic YWxpY2U6d29uZGVybGFuZA=='.
+    #[arg(long = "header", value_name = "HEADER", requires = "listen")]
+    headers: Vec<String>,
 }
 
 impl BenchArgs {
     /// Whether to load a running service rather than an in-process host.
     pub fn is_remote(&self) -> bool {
         self.listen.is_some()
+    }
+}
+
+/// What `bench --listen` loads: a JSON-RPC listener, or an HTTP front.
+#[derive(Clone, Debug)]
+pub enum Target {
+    /// A JSON-RPC listener of `authhost serve` (`unix:PATH`, `tcp:HOST:PORT`).
+    Service(authhost::serve::ListenAddr),
+    /// An HTTP front, as its base URL without a trailing slash (`http://127.0.0.1:8080`).
+    Http(String),
+}
+
+impl std::str::FromStr for Target {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        // `http://HOST:PORT` as a client names it, or `http:HOST:PORT` as `serve --listen`
+        // does, so that one address can be pasted from one command into the other.
+        if let Some(rest) = s.strip_prefix("http:") {
+            let host_port = rest
+                .strip_prefix("//")
+                .unwrap_or(rest)
+                .trim_end_matches('/');
+            if host_port.is_empty() || host_port.contains('/') {
+                return Err(format!(
+                    "invalid HTTP address {s:?}: expected http://HOST:PORT"
+                ));
+            }
+            return Ok(Target::Http(format!("http://{host_port}")));
+        }
+        s.parse()
+            .map(Target::Service)
+            .map_err(|e| format!("{e}; or http://HOST:PORT for an HTTP front"))
+    }
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Service(addr) => addr.fmt(f),
+            Target::Http(url) => f.write_str(url),
+        }
+    }
+}
+
+/// Runs the benchmark against the running service that `--listen` names and prints one JSON
+/// object.
+pub fn run_remote(args: &BenchArgs) -> anyhow::Result<()> {
+    match &args.listen {
+        Some(Target::Service(addr)) => {
+            anyhow::ensure!(
+                args.get.is_none() && args.headers.is_empty(),
+                "--get and --header are for an HTTP front (--listen http://HOST:PORT)"
+            );
+            remote::run(args, addr)
+        }
+        #[cfg(feature = "http")]
+        Some(Target::Http(base)) => http::run(args, base),
+        #[cfg(not(feature = "http"))]
+        Some(Target::Http(_)) => {
+            anyhow::bail!("this authhost is built without the `http` feature, and its HTTP client")
+        }
+        None => anyhow::bail!("no --listen address"),
     }
 }
 

@@ -194,7 +194,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Test(args) => test_cases::run(&options, &args),
         Command::Bench(args) if args.is_remote() => {
-            bench::remote::run(&args)?;
+            bench::run_remote(&args)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Check => Ok(check(&options)),

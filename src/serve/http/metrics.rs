@@ -1,5 +1,6 @@
-//! `GET /metrics`: the host's counters in the Prometheus (OpenMetrics) text exposition, built
-//! with `prometheus-client` from one [`Status`] snapshot per scrape.
+//! `GET /metrics`: the host's counters in the Prometheus text exposition (OpenMetrics for a
+//! scraper that asks for it), built with `prometheus-client` from one [`Status`] snapshot
+//! per scrape.
 //!
 //! Every metric is named `authhost_…`; counters end in `_total`. The status JSON stays the
 //! one source of the numbers: a scrape reads it, so `/status` and `/metrics` always agree.
@@ -7,7 +8,7 @@
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::counter::Counter;
@@ -20,19 +21,74 @@ use serde_json::Value;
 use super::Front;
 use crate::host::Status;
 
-/// The exposition's content type (OpenMetrics text, which Prometheus reads).
-const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// The content type of OpenMetrics text, for a scraper that asks for it (Prometheus does).
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// `GET /metrics`.
-pub(super) async fn show(State(front): State<Arc<Front>>) -> Response {
+/// The content type of Prometheus's text format, for every other scraper.
+const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// `GET /metrics`: OpenMetrics when `Accept` asks for it, else Prometheus's text format
+/// (version 0.0.4), which every Prometheus-compatible reader knows; a reader of that format
+/// given OpenMetrics would take every counter for an untyped metric.
+pub(super) async fn show(State(front): State<Arc<Front>>, headers: HeaderMap) -> Response {
+    let openmetrics = headers.get_all(header::ACCEPT).iter().any(|accept| {
+        accept
+            .to_str()
+            .is_ok_and(|accept| accept.contains("application/openmetrics-text"))
+    });
     let status = front.context.host.status();
     match render(&status) {
-        Ok(text) => (StatusCode::OK, [(header::CONTENT_TYPE, CONTENT_TYPE)], text).into_response(),
+        Ok(text) if openmetrics => {
+            (StatusCode::OK, [(header::CONTENT_TYPE, OPENMETRICS)], text).into_response()
+        }
+        Ok(text) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, PROMETHEUS_TEXT)],
+            prometheus_text(&text),
+        )
+            .into_response(),
         Err(_) => super::routes::refusal(
             StatusCode::INTERNAL_SERVER_ERROR,
             "the metrics could not be encoded",
         ),
     }
+}
+
+/// OpenMetrics text as Prometheus's text format: a counter's `# HELP` and `# TYPE` lines
+/// name its samples (`…_total`), and the lines that format does not have (`# UNIT`,
+/// `# EOF`) go. Samples are the same in both.
+fn prometheus_text(openmetrics: &str) -> String {
+    let counters: std::collections::HashSet<&str> = openmetrics
+        .lines()
+        .filter_map(|line| line.strip_prefix("# TYPE "))
+        .filter_map(|rest| rest.strip_suffix(" counter"))
+        .collect();
+    let mut text = String::with_capacity(openmetrics.len() + 16 * counters.len());
+    for line in openmetrics.lines() {
+        if line.starts_with("# UNIT ") || line == "# EOF" {
+            continue;
+        }
+        let declaration = ["# HELP ", "# TYPE "]
+            .into_iter()
+            .find_map(|prefix| Some((prefix, line.strip_prefix(prefix)?)));
+        match declaration {
+            Some((prefix, rest)) => {
+                let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+                text.push_str(prefix);
+                text.push_str(name);
+                if counters.contains(name) {
+                    text.push_str("_total");
+                }
+                if !tail.is_empty() {
+                    text.push(' ');
+                    text.push_str(tail);
+                }
+            }
+            None => text.push_str(line),
+        }
+        text.push('\n');
+    }
+    text
 }
 
 /// A label set of one `(name, value)` pair.
@@ -226,6 +282,25 @@ impl EncodeMetric for Latency {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prometheus_text_names_counters_by_their_samples_and_drops_what_it_lacks() {
+        let openmetrics = "# HELP authhost_requests Requests.\n# TYPE authhost_requests counter\n\
+            authhost_requests_total{callback=\"user_login\"} 2\n\
+            # HELP authhost_latency_seconds Time.\n# TYPE authhost_latency_seconds histogram\n\
+            # UNIT authhost_latency_seconds seconds\nauthhost_latency_seconds_count 2\n\
+            # HELP authhost_generation Generation.\n# TYPE authhost_generation gauge\n\
+            authhost_generation 1\n# EOF\n";
+        assert_eq!(
+            prometheus_text(openmetrics),
+            "# HELP authhost_requests_total Requests.\n# TYPE authhost_requests_total counter\n\
+             authhost_requests_total{callback=\"user_login\"} 2\n\
+             # HELP authhost_latency_seconds Time.\n# TYPE authhost_latency_seconds histogram\n\
+             authhost_latency_seconds_count 2\n\
+             # HELP authhost_generation Generation.\n# TYPE authhost_generation gauge\n\
+             authhost_generation 1\n"
+        );
+    }
 
     #[test]
     fn the_histogram_is_rebuilt_from_cumulative_buckets() {

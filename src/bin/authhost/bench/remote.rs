@@ -26,27 +26,65 @@ const PATIENCE: Duration = Duration::from_secs(60);
 /// Requests written per write call at most.
 const BATCH: u64 = 128;
 
-/// Runs the benchmark against the service at `args.listen` and prints one JSON object.
-pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
-    let Some(addr) = &args.listen else {
-        bail!("no --listen address")
-    };
-    let callback = Callback::from_name(&args.callback)
-        .ok_or_else(|| anyhow::anyhow!("unknown callback {:?}", args.callback))?;
-    let call_args = arguments(callback, &args.args)?;
-    let (reader, writer) = connect(addr)?;
-    let params = match callback {
-        Callback::NewNode => json!([call_args.first()]),
-        _ => json!(call_args.get()),
-    };
-    let (method, params) = match &args.method {
-        Some(method) => {
-            let params: Value = serde_json::from_str(args.params.as_deref().unwrap_or("{}"))
-                .context("--params is not JSON")?;
-            (method.clone(), params)
+/// What each request asks: the callback, and the JSON-RPC method and params that carry it
+/// (`--method`/`--params`, or the callback's method with the positional arguments).
+pub(super) struct Call {
+    pub callback: Callback,
+    pub method: String,
+    pub params: Value,
+}
+
+impl Call {
+    /// The call that `args` describe.
+    pub fn of(args: &BenchArgs) -> anyhow::Result<Call> {
+        let callback = Callback::from_name(&args.callback)
+            .ok_or_else(|| anyhow::anyhow!("unknown callback {:?}", args.callback))?;
+        let call_args = arguments(callback, &args.args)?;
+        let params = match callback {
+            Callback::NewNode => json!([call_args.first()]),
+            _ => json!(call_args.get()),
+        };
+        let (method, params) = match &args.method {
+            Some(method) => {
+                let params: Value = serde_json::from_str(args.params.as_deref().unwrap_or("{}"))
+                    .context("--params is not JSON")?;
+                (method.clone(), params)
+            }
+            None => (callback.method_name().to_string(), params),
+        };
+        Ok(Call {
+            callback,
+            method,
+            params,
+        })
+    }
+}
+
+/// The latency percentiles of a run, in microseconds to a tenth, from latencies in
+/// nanoseconds (sorted here).
+pub(super) fn latency_us(latencies: &mut [u64]) -> Value {
+    latencies.sort_unstable();
+    let percentile = |p: f64| -> f64 {
+        if latencies.is_empty() {
+            return 0.0;
         }
-        None => (callback.method_name().to_string(), params),
+        let i = ((latencies.len() as f64 - 1.0) * p).round() as usize;
+        (latencies[i] as f64 / 100.0).round() / 10.0
     };
+    json!({
+        "p50": percentile(0.50), "p90": percentile(0.90), "p99": percentile(0.99),
+        "p999": percentile(0.999), "max": percentile(1.0),
+    })
+}
+
+/// Runs the benchmark against the service at `addr` and prints one JSON object.
+pub fn run(args: &BenchArgs, addr: &ListenAddr) -> anyhow::Result<()> {
+    let Call {
+        callback,
+        method,
+        params,
+    } = Call::of(args)?;
+    let (reader, writer) = connect(addr)?;
     let suffix = format!(r#","method":{},"params":{params}}}"#, json!(method));
     let requests = args.requests;
     let window = args.concurrency.max(1) as u64;
@@ -77,14 +115,6 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         .map_err(|_| anyhow::anyhow!("the sender panicked"))??;
 
     let mut latencies = tally.latencies_ns;
-    latencies.sort_unstable();
-    let percentile = |p: f64| -> f64 {
-        if latencies.is_empty() {
-            return 0.0;
-        }
-        let i = ((latencies.len() as f64 - 1.0) * p).round() as usize;
-        (latencies[i] as f64 / 100.0).round() / 10.0
-    };
     let answered = latencies.len() as u64;
     let report = json!({
         "target": addr.to_string(),
@@ -99,10 +129,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         "lost": requests - answered,
         "seconds": (seconds * 1000.0).round() / 1000.0,
         "throughput_per_s": (answered as f64 / seconds).round(),
-        "latency_us": {
-            "p50": percentile(0.50), "p90": percentile(0.90), "p99": percentile(0.99),
-            "p999": percentile(0.999), "max": percentile(1.0),
-        },
+        "latency_us": latency_us(&mut latencies),
         "decisions": tally.decisions,
         "rpc_errors": tally.rpc_errors,
         "first_error": tally.first_error,
