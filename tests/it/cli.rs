@@ -345,3 +345,34 @@ fn check_fails_on_a_set_that_answers_nothing_which_still_runs_failing_closed() {
         stderr(&call)
     );
 }
+
+/// `authhost … | head -1`: once the reader has gone, each one-shot command stops with a
+/// message and exit 1, where printing used to panic (exit 101, a backtrace on stderr).
+#[test]
+fn a_closed_stdout_is_an_error_not_a_panic() {
+    let returns = plugins("lua/returns.lua");
+    let cases = plugins("cli/two_cases.json");
+    let commands: [&[&str]; 3] = [
+        &["check", "--plugins", &returns],
+        &["call", "new_node", "primary", "--plugins", &returns],
+        &["test", &cases, "--plugins", &returns],
+    ];
+    for args in commands {
+        // A pipe whose read end is closed before the program starts: its first write fails.
+        let (reader, writer) = std::io::pipe().expect("a pipe");
+        drop(reader);
+        let output = Command::new(env!("CARGO_BIN_EXE_authhost"))
+            .args(args)
+            .args(["--db", ":memory:"])
+            .stdout(writer)
+            .output()
+            .expect("the binary runs");
+        let log = stderr(&output);
+        assert_eq!(output.status.code(), Some(1), "{args:?}: {log}");
+        assert_eq!(
+            log.trim_end(),
+            "authhost: cannot write to stdout: Broken pipe (os error 32)",
+            "{args:?}"
+        );
+    }
+}

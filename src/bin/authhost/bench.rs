@@ -300,8 +300,7 @@ pub fn run(host: &Host, args: &BenchArgs) -> anyhow::Result<()> {
         "reloads": host.status().reloads,
         "reload_failures": host.status().reload_failures,
     });
-    println!("{report}");
-    Ok(())
+    crate::output::line(report)
 }
 
 fn arguments(callback: Callback, given: &[String]) -> anyhow::Result<Args> {

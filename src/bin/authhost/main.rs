@@ -4,6 +4,7 @@
 //! does not load (or a check or test fails), 2 usage.
 
 mod bench;
+mod output;
 mod serve;
 mod test_cases;
 
@@ -188,7 +189,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             bench::remote::run(&args)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Check => Ok(check(&options)),
+        Command::Check => check(&options),
         Command::Call { callback, args } => {
             let Some(callback) = Callback::from_name(&callback) else {
                 return Ok(usage_error(
@@ -212,7 +213,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let first = args.next().unwrap_or_default();
             let second = args.next().unwrap_or_default();
             let outcome = host.call(callback, [first, second]);
-            println!("{}", outcome.to_json());
+            output::line(outcome.to_json())?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench(args) => {
@@ -223,14 +224,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn check(options: &HostOptions) -> ExitCode {
+fn check(options: &HostOptions) -> anyhow::Result<ExitCode> {
     let config = options.builder(Some(1), DEFAULT_DB).config().clone();
     match PluginSet::check(&config) {
         Ok(set) => {
             for plugin in set.plugins() {
                 let callbacks: Vec<&str> =
                     plugin.callbacks.iter().map(|c| c.function_name()).collect();
-                println!(
+                output::line(format_args!(
                     "{}\t{}\t{}",
                     plugin.file.display(),
                     plugin.language,
@@ -239,18 +240,18 @@ fn check(options: &HostOptions) -> ExitCode {
                     } else {
                         callbacks.join(", ")
                     }
-                );
+                ))?;
             }
             // A set that loads but answers nothing is a mistake `check` is there to catch.
             if let Some(why) = set.answers_nothing() {
-                println!("{why}");
-                return ExitCode::from(1);
+                output::line(why)?;
+                return Ok(ExitCode::from(1));
             }
-            ExitCode::SUCCESS
+            Ok(ExitCode::SUCCESS)
         }
         Err(e) => {
-            println!("{e}");
-            ExitCode::from(1)
+            output::line(e)?;
+            Ok(ExitCode::from(1))
         }
     }
 }

@@ -107,8 +107,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         "rpc_errors": tally.rpc_errors,
         "first_error": tally.first_error,
     });
-    println!("{report}");
-    Ok(())
+    crate::output::line(report)
 }
 
 type Reader = Box<dyn Read + Send>;
