@@ -376,3 +376,43 @@ fn a_closed_stdout_is_an_error_not_a_panic() {
         );
     }
 }
+
+/// A misspelt `--callback` or a wrong count of arguments to `bench` is a usage error (exit 2,
+/// clap's message) before any host starts, as for `call`; it was exit 1, and with a plugins
+/// directory that does not load the message blamed the plugins instead.
+#[test]
+fn bench_usage_mistakes_exit_2() {
+    let returns = plugins("lua/returns.lua");
+    let missing = plugins("cli/no_such_plugins");
+    let mistakes: [(&[&str], &str); 3] = [
+        (
+            &["bench", "--callback", "user_logon", "--plugins", &returns],
+            "error: invalid value 'user_logon' for '--callback <CALLBACK>': unknown callback \
+             \"user_logon\": expected user_signup, user_login or new_node\n",
+        ),
+        (
+            &["bench", "--callback", "user_logon", "--plugins", &missing],
+            "error: invalid value 'user_logon' for '--callback <CALLBACK>'",
+        ),
+        (
+            &[
+                "bench",
+                "--callback",
+                "new_node",
+                "a",
+                "b",
+                "--plugins",
+                &returns,
+            ],
+            "error: on_new_node takes 1 argument(s), 2 given\n",
+        ),
+    ];
+    for (args, said) in mistakes {
+        let output = authhost(args);
+        let log = stderr(&output);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {log}");
+        assert!(log.starts_with(said), "{args:?}: {log}");
+        assert!(log.contains("try '--help'"), "{log}");
+        assert!(stdout(&output).is_empty(), "{args:?}: no benchmark ran");
+    }
+}

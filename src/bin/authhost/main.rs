@@ -114,7 +114,8 @@ enum Command {
     /// Ask one callback and print the decision as one JSON line.
     Call {
         /// user_signup, user_login or new_node.
-        callback: String,
+        #[arg(value_parser = callback_named)]
+        callback: Callback,
         /// SIGNUP_INFO NODE_INFO, LOGIN_INFO NODE_INFO, or NODE_INFO (after `--` if one
         /// begins with `-`).
         args: Vec<String>,
@@ -147,6 +148,14 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// Parses a callback's name (`user_login` or `on_user_login` …) for clap, so that a
+/// misspelt one is a usage error (exit 2) before any host starts.
+fn callback_named(name: &str) -> Result<Callback, String> {
+    Callback::from_name(name).ok_or_else(|| {
+        format!("unknown callback {name:?}: expected user_signup, user_login or new_node")
+    })
 }
 
 /// Prints a usage error about `authhost COMMAND`, as clap prints its own (the message, the
@@ -185,18 +194,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Test(args) => test_cases::run(&options, &args),
-        Command::Bench(args) if args.is_remote() => {
-            bench::remote::run(&args)?;
-            Ok(ExitCode::SUCCESS)
-        }
         Command::Check => check(&options),
         Command::Call { callback, args } => {
-            let Some(callback) = Callback::from_name(&callback) else {
-                return Ok(usage_error(
-                    "call",
-                    format!("unknown callback {callback:?}: expected user_signup, user_login or new_node"),
-                ));
-            };
             if args.len() != callback.arity() {
                 let usage = match callback {
                     Callback::UserSignup => "user_signup SIGNUP_INFO NODE_INFO",
@@ -217,8 +216,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench(args) => {
-            let host = start_host(options.builder(None, DEFAULT_DB).watch(args.watch))?;
-            bench::run(&host, &args)?;
+            // Checked before a host starts: a wrong count is a usage error, not a failure.
+            let call_args = match args.call_args() {
+                Ok(call_args) => call_args,
+                Err(e) => return Ok(usage_error("bench", e)),
+            };
+            if args.is_remote() {
+                bench::remote::run(&args, &call_args)?;
+            } else {
+                let host = start_host(options.builder(None, DEFAULT_DB).watch(args.watch))?;
+                bench::run(&host, &args, &call_args)?;
+            }
             Ok(ExitCode::SUCCESS)
         }
     }

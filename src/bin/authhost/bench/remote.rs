@@ -15,10 +15,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use authhost::serve::ListenAddr;
-use authhost::Callback;
+use authhost::{Args, Callback};
 use serde_json::{json, Value};
 
-use super::{arguments, BenchArgs};
+use super::BenchArgs;
 
 /// How long to wait for the last answers before reporting them lost.
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -27,13 +27,11 @@ const PATIENCE: Duration = Duration::from_secs(60);
 const BATCH: u64 = 128;
 
 /// Runs the benchmark against the service at `args.listen` and prints one JSON object.
-pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
+pub fn run(args: &BenchArgs, call_args: &Args) -> anyhow::Result<()> {
     let Some(addr) = &args.listen else {
         bail!("no --listen address")
     };
-    let callback = Callback::from_name(&args.callback)
-        .ok_or_else(|| anyhow::anyhow!("unknown callback {:?}", args.callback))?;
-    let call_args = arguments(callback, &args.args)?;
+    let callback = args.callback;
     let (reader, writer) = connect(addr)?;
     let params = match callback {
         Callback::NewNode => json!([call_args.first()]),
