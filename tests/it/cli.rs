@@ -416,3 +416,23 @@ fn bench_usage_mistakes_exit_2() {
         assert!(stdout(&output).is_empty(), "{args:?}: no benchmark ran");
     }
 }
+
+/// A case whose `code` no answer with its decision can have (`"-1"` quoted, for
+/// `unauthorized`) is a broken cases file (exit 2, naming the case and the code expected):
+/// it used to run and FAIL as `expected unauthorized "-1", got unauthorized -1`, exit 1,
+/// which reads like a policy bug.
+#[test]
+fn a_code_that_cannot_go_with_its_decision_is_a_broken_cases_file() {
+    let file = plugins("cli/string_code_cases.json");
+    let output = authhost(&["test", &file, "--plugins", &plugins("lua/returns.lua")]);
+    let log = stderr(&output);
+    assert_eq!(output.status.code(), Some(2), "{log}");
+    assert!(
+        log.starts_with(&format!(
+            "error: {file}: case 1 (\"a refused node, its code quoted by mistake\"): code \"-1\" \
+             cannot go with unauthorized: expected -1\n"
+        )),
+        "{log}"
+    );
+    assert!(stdout(&output).is_empty(), "no case ran");
+}
