@@ -98,7 +98,8 @@ struct RawCase {
 /// # Failure
 ///
 /// The file cannot be read, is not JSON, or a case is malformed (unknown key, unknown
-/// callback or decision, bad arguments): the message names the case.
+/// callback or decision, bad arguments, a code its decision never has): the message names
+/// the case.
 pub fn load(path: impl AsRef<Path>) -> Result<Vec<Case>, CasesError> {
     let path = path.as_ref();
     let text = std::fs::read_to_string(path).map_err(|io| CasesError::Read {
