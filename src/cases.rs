@@ -98,7 +98,8 @@ struct RawCase {
 /// # Failure
 ///
 /// The file cannot be read, is not JSON, or a case is malformed (unknown key, unknown
-/// callback or decision, bad arguments): the message names the case.
+/// callback or decision, bad arguments, a code its decision never has): the message names
+/// the case.
 pub fn load(path: impl AsRef<Path>) -> Result<Vec<Case>, CasesError> {
     let path = path.as_ref();
     let text = std::fs::read_to_string(path).map_err(|io| CasesError::Read {
@@ -154,6 +155,14 @@ fn case(value: Value) -> Result<Case, String> {
             known.join(", ")
         ));
     }
+    if let Some(code) = &raw.code {
+        if let Some(expected) = mismatched_code(&raw.decision, code) {
+            return Err(format!(
+                "code {code} cannot go with {}: expected {expected}",
+                raw.decision
+            ));
+        }
+    }
     Ok(Case {
         name: raw.name,
         callback,
@@ -161,6 +170,25 @@ fn case(value: Value) -> Result<Case, String> {
         decision: raw.decision,
         code: raw.code,
     })
+}
+
+/// What `code` must be for a decision named `decision` (one of the known names), when it is
+/// not: a case whose code no answer could have would only ever fail, as if the policy were
+/// wrong, when the file is.
+fn mismatched_code(decision: &str, code: &Value) -> Option<&'static str> {
+    let (fits, expected) = match decision {
+        "user_id" => (
+            code.as_i64().is_some_and(|id| id >= 1),
+            "a user id (an integer of at least 1)",
+        ),
+        "new_user" => (code.as_i64() == Some(0), "0"),
+        "not_authorized" | "unauthorized" => (code.as_i64() == Some(-1), "-1"),
+        "error" => (code.as_i64() == Some(-3), "-3"),
+        "primary" => (code.as_str() == Some("primary"), "\"primary\""),
+        "secondary" => (code.as_str() == Some("secondary"), "\"secondary\""),
+        _ => (code.as_str() == Some("async"), "\"async\""),
+    };
+    (!fits).then_some(expected)
 }
 
 /// A case and what the policy answered.

@@ -345,3 +345,94 @@ fn check_fails_on_a_set_that_answers_nothing_which_still_runs_failing_closed() {
         stderr(&call)
     );
 }
+
+/// `authhost … | head -1`: once the reader has gone, each one-shot command stops with a
+/// message and exit 1, where printing used to panic (exit 101, a backtrace on stderr).
+#[test]
+fn a_closed_stdout_is_an_error_not_a_panic() {
+    let returns = plugins("lua/returns.lua");
+    let cases = plugins("cli/two_cases.json");
+    let commands: [&[&str]; 3] = [
+        &["check", "--plugins", &returns],
+        &["call", "new_node", "primary", "--plugins", &returns],
+        &["test", &cases, "--plugins", &returns],
+    ];
+    for args in commands {
+        // A pipe whose read end is closed before the program starts: its first write fails.
+        let (reader, writer) = std::io::pipe().expect("a pipe");
+        drop(reader);
+        let output = Command::new(env!("CARGO_BIN_EXE_authhost"))
+            .args(args)
+            .args(["--db", ":memory:"])
+            .stdout(writer)
+            .output()
+            .expect("the binary runs");
+        let log = stderr(&output);
+        assert_eq!(output.status.code(), Some(1), "{args:?}: {log}");
+        assert_eq!(
+            log.trim_end(),
+            "authhost: cannot write to stdout: Broken pipe (os error 32)",
+            "{args:?}"
+        );
+    }
+}
+
+/// A misspelt `--callback` or a wrong count of arguments to `bench` is a usage error (exit 2,
+/// clap's message) before any host starts, as for `call`; it was exit 1, and with a plugins
+/// directory that does not load the message blamed the plugins instead.
+#[test]
+fn bench_usage_mistakes_exit_2() {
+    let returns = plugins("lua/returns.lua");
+    let missing = plugins("cli/no_such_plugins");
+    let mistakes: [(&[&str], &str); 3] = [
+        (
+            &["bench", "--callback", "user_logon", "--plugins", &returns],
+            "error: invalid value 'user_logon' for '--callback <CALLBACK>': unknown callback \
+             \"user_logon\": expected user_signup, user_login or new_node\n",
+        ),
+        (
+            &["bench", "--callback", "user_logon", "--plugins", &missing],
+            "error: invalid value 'user_logon' for '--callback <CALLBACK>'",
+        ),
+        (
+            &[
+                "bench",
+                "--callback",
+                "new_node",
+                "a",
+                "b",
+                "--plugins",
+                &returns,
+            ],
+            "error: on_new_node takes 1 argument(s), 2 given\n",
+        ),
+    ];
+    for (args, said) in mistakes {
+        let output = authhost(args);
+        let log = stderr(&output);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {log}");
+        assert!(log.starts_with(said), "{args:?}: {log}");
+        assert!(log.contains("try '--help'"), "{log}");
+        assert!(stdout(&output).is_empty(), "{args:?}: no benchmark ran");
+    }
+}
+
+/// A case whose `code` no answer with its decision can have (`"-1"` quoted, for
+/// `unauthorized`) is a broken cases file (exit 2, naming the case and the code expected):
+/// it used to run and FAIL as `expected unauthorized "-1", got unauthorized -1`, exit 1,
+/// which reads like a policy bug.
+#[test]
+fn a_code_that_cannot_go_with_its_decision_is_a_broken_cases_file() {
+    let file = plugins("cli/string_code_cases.json");
+    let output = authhost(&["test", &file, "--plugins", &plugins("lua/returns.lua")]);
+    let log = stderr(&output);
+    assert_eq!(output.status.code(), Some(2), "{log}");
+    assert!(
+        log.starts_with(&format!(
+            "error: {file}: case 1 (\"a refused node, its code quoted by mistake\"): code \"-1\" \
+             cannot go with unauthorized: expected -1\n"
+        )),
+        "{log}"
+    );
+    assert!(stdout(&output).is_empty(), "no case ran");
+}

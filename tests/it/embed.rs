@@ -566,6 +566,25 @@ mod c_abi {
         );
     }
 
+    /// `scripts/install --prefix DIR`, an option where the prefix goes, is a usage error at
+    /// once (exit 2): the script checked the prefix only after `cargo build --release`, a
+    /// cold build of many minutes that then took `DIR` for a cargo option.
+    #[test]
+    fn scripts_install_refuses_an_option_for_a_prefix_before_building() {
+        let output = Command::new(manifest_dir().join("scripts/install"))
+            .args(["--prefix", "/tmp/authhost-prefix"])
+            // Without cargo on the PATH, a build started before the check fails instead.
+            .env("PATH", "/usr/bin:/bin")
+            .output()
+            .expect("scripts/install runs");
+        let log = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{log}");
+        assert!(
+            log.starts_with("usage: scripts/install PREFIX [CARGO BUILD OPTIONS...]\n"),
+            "{log}"
+        );
+    }
+
     /// The library as `scripts/install` lays it out (SONAME, header, `authhost.pc`), under
     /// `target/c-prefix`: installed once per test run from the `libauthhost.so` cargo built
     /// for it. Returns the prefix's `lib/pkgconfig`, for `PKG_CONFIG_PATH`.

@@ -26,8 +26,8 @@ use serde_json::json;
 #[derive(clap::Args)]
 pub struct BenchArgs {
     /// user_signup, user_login or new_node (or on_user_login …).
-    #[arg(long, default_value = "user_login")]
-    callback: String,
+    #[arg(long, default_value = "user_login", value_parser = crate::callback_named)]
+    callback: Callback,
     /// How many requests in all.
     #[arg(long, default_value_t = 100_000)]
     requests: u64,
@@ -77,6 +77,31 @@ impl BenchArgs {
     /// Whether to load a running service rather than an in-process host.
     pub fn is_remote(&self) -> bool {
         self.listen.is_some()
+    }
+
+    /// The arguments each request passes: the given ones, or a sample for the callback; a
+    /// count the callback does not take is the usage error returned.
+    pub fn call_args(&self) -> Result<Args, String> {
+        let defaults = match self.callback {
+            Callback::NewNode => [r#"{"public_key":"k"}"#, ""],
+            _ => [
+                r#"{"name":"alice","password":"pw"}"#,
+                r#"{"public_key":"k"}"#,
+            ],
+        };
+        let given = &self.args;
+        match given.len() {
+            0 => Ok(Args::from(defaults)),
+            n if n == self.callback.arity() => Ok(Args::new(
+                &given[0],
+                given.get(1).map_or("", String::as_str),
+            )),
+            n => Err(format!(
+                "{} takes {} argument(s), {n} given",
+                self.callback,
+                self.callback.arity()
+            )),
+        }
     }
 }
 
@@ -301,10 +326,8 @@ impl Tally {
 }
 
 /// Runs the benchmark and prints one JSON object.
-pub fn run(host: &Host, args: &BenchArgs) -> anyhow::Result<()> {
-    let callback = Callback::from_name(&args.callback)
-        .ok_or_else(|| anyhow::anyhow!("unknown callback {:?}", args.callback))?;
-    let call_args = arguments(callback, &args.args)?;
+pub fn run(host: &Host, args: &BenchArgs, call_args: &Args) -> anyhow::Result<()> {
+    let callback = args.callback;
     let concurrency = args.concurrency.max(1);
     // A lane for each worker, for the watchdog (timeouts), for the submitter (refusals) and,
     // with --blocking, for each calling thread.
@@ -318,23 +341,9 @@ pub fn run(host: &Host, args: &BenchArgs) -> anyhow::Result<()> {
     let submitter_before = cpu::this_thread();
     let workers_before = cpu::workers();
     if args.blocking {
-        blocking(
-            host,
-            callback,
-            &call_args,
-            args.requests,
-            concurrency,
-            tally,
-        );
+        blocking(host, callback, call_args, args.requests, concurrency, tally);
     } else {
-        pipelined(
-            host,
-            callback,
-            &call_args,
-            args.requests,
-            concurrency,
-            tally,
-        );
+        pipelined(host, callback, call_args, args.requests, concurrency, tally);
     }
     let seconds = started.elapsed().as_secs_f64();
     let per_request = |before: Option<Duration>, after: Option<Duration>| {
@@ -380,29 +389,7 @@ pub fn run(host: &Host, args: &BenchArgs) -> anyhow::Result<()> {
         "reloads": host.status().reloads,
         "reload_failures": host.status().reload_failures,
     });
-    println!("{report}");
-    Ok(())
-}
-
-fn arguments(callback: Callback, given: &[String]) -> anyhow::Result<Args> {
-    let defaults = match callback {
-        Callback::NewNode => [r#"{"public_key":"k"}"#, ""],
-        _ => [
-            r#"{"name":"alice","password":"pw"}"#,
-            r#"{"public_key":"k"}"#,
-        ],
-    };
-    match given.len() {
-        0 => Ok(Args::from(defaults)),
-        n if n == callback.arity() => Ok(Args::new(
-            &given[0],
-            given.get(1).map_or("", String::as_str),
-        )),
-        n => anyhow::bail!(
-            "{callback} takes {} argument(s), {n} given",
-            callback.arity()
-        ),
-    }
+    crate::output::line(report)
 }
 
 fn pipelined(

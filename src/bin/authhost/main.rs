@@ -4,6 +4,7 @@
 //! does not load (or a check or test fails), 2 usage.
 
 mod bench;
+mod output;
 mod serve;
 mod test_cases;
 
@@ -118,7 +119,8 @@ enum Command {
     /// Ask one callback and print the decision as one JSON line.
     Call {
         /// user_signup, user_login or new_node.
-        callback: String,
+        #[arg(value_parser = callback_named)]
+        callback: Callback,
         /// SIGNUP_INFO NODE_INFO, LOGIN_INFO NODE_INFO, or NODE_INFO (after `--` if one
         /// begins with `-`).
         args: Vec<String>,
@@ -151,6 +153,14 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// Parses a callback's name (`user_login` or `on_user_login` …) for clap, so that a
+/// misspelt one is a usage error (exit 2) before any host starts.
+fn callback_named(name: &str) -> Result<Callback, String> {
+    Callback::from_name(name).ok_or_else(|| {
+        format!("unknown callback {name:?}: expected user_signup, user_login or new_node")
+    })
 }
 
 /// Prints a usage error about `authhost COMMAND`, as clap prints its own (the message, the
@@ -193,18 +203,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Test(args) => test_cases::run(&options, &args),
-        Command::Bench(args) if args.is_remote() => {
-            bench::run_remote(&args)?;
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Check => Ok(check(&options)),
+        Command::Check => check(&options),
         Command::Call { callback, args } => {
-            let Some(callback) = Callback::from_name(&callback) else {
-                return Ok(usage_error(
-                    "call",
-                    format!("unknown callback {callback:?}: expected user_signup, user_login or new_node"),
-                ));
-            };
             if args.len() != callback.arity() {
                 let usage = match callback {
                     Callback::UserSignup => "user_signup SIGNUP_INFO NODE_INFO",
@@ -221,25 +221,34 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let first = args.next().unwrap_or_default();
             let second = args.next().unwrap_or_default();
             let outcome = host.call(callback, [first, second]);
-            println!("{}", outcome.to_json());
+            output::line(outcome.to_json())?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench(args) => {
-            let host = start_host(options.builder(None, DEFAULT_DB).watch(args.watch))?;
-            bench::run(&host, &args)?;
+            // Checked before a host starts: a wrong count is a usage error, not a failure.
+            let call_args = match args.call_args() {
+                Ok(call_args) => call_args,
+                Err(e) => return Ok(usage_error("bench", e)),
+            };
+            if args.is_remote() {
+                bench::run_remote(&args)?;
+            } else {
+                let host = start_host(options.builder(None, DEFAULT_DB).watch(args.watch))?;
+                bench::run(&host, &args, &call_args)?;
+            }
             Ok(ExitCode::SUCCESS)
         }
     }
 }
 
-fn check(options: &HostOptions) -> ExitCode {
+fn check(options: &HostOptions) -> anyhow::Result<ExitCode> {
     let config = options.builder(Some(1), DEFAULT_DB).config().clone();
     match PluginSet::check(&config) {
         Ok(set) => {
             for plugin in set.plugins() {
                 let callbacks: Vec<&str> =
                     plugin.callbacks.iter().map(|c| c.function_name()).collect();
-                println!(
+                output::line(format_args!(
                     "{}\t{}\t{}",
                     plugin.file.display(),
                     plugin.language,
@@ -248,18 +257,18 @@ fn check(options: &HostOptions) -> ExitCode {
                     } else {
                         callbacks.join(", ")
                     }
-                );
+                ))?;
             }
             // A set that loads but answers nothing is a mistake `check` is there to catch.
             if let Some(why) = set.answers_nothing() {
-                println!("{why}");
-                return ExitCode::from(1);
+                output::line(why)?;
+                return Ok(ExitCode::from(1));
             }
-            ExitCode::SUCCESS
+            Ok(ExitCode::SUCCESS)
         }
         Err(e) => {
-            println!("{e}");
-            ExitCode::from(1)
+            output::line(e)?;
+            Ok(ExitCode::from(1))
         }
     }
 }

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use authhost::cases;
 use clap::Args;
 
-use super::{start_host, usage_error, HostOptions};
+use super::{output, start_host, usage_error, HostOptions};
 
 /// Options of `authhost test`.
 #[derive(Args)]
@@ -30,15 +30,13 @@ pub fn run(options: &HostOptions, args: &TestArgs) -> anyhow::Result<ExitCode> {
         builder.config().db.display()
     );
     let host = start_host(builder)?;
-    let results: Vec<cases::CaseResult> = cases
-        .iter()
-        .map(|case| {
-            let result = cases::run(&host, case);
-            println!("{}", result.report());
-            result
-        })
-        .collect();
-    println!("{}", cases::summary(&results));
+    let mut results = Vec::with_capacity(cases.len());
+    for case in &cases {
+        let result = cases::run(&host, case);
+        output::line(result.report())?;
+        results.push(result);
+    }
+    output::line(cases::summary(&results))?;
     host.shutdown();
     Ok(if results.iter().all(|r| r.passed()) {
         ExitCode::SUCCESS

@@ -170,8 +170,7 @@ pub fn run(args: &BenchArgs, base: &str) -> anyhow::Result<()> {
         "transport_errors": tally.transport_errors,
         "first_error": tally.first_error,
     });
-    println!("{report}");
-    Ok(())
+    crate::output::line(report)
 }
 
 /// The request that `args` describe.

@@ -18,7 +18,7 @@ use authhost::serve::ListenAddr;
 use authhost::Callback;
 use serde_json::{json, Value};
 
-use super::{arguments, BenchArgs};
+use super::BenchArgs;
 
 /// How long to wait for the last answers before reporting them lost.
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -37,9 +37,8 @@ pub(super) struct Call {
 impl Call {
     /// The call that `args` describe.
     pub fn of(args: &BenchArgs) -> anyhow::Result<Call> {
-        let callback = Callback::from_name(&args.callback)
-            .ok_or_else(|| anyhow::anyhow!("unknown callback {:?}", args.callback))?;
-        let call_args = arguments(callback, &args.args)?;
+        let callback = args.callback;
+        let call_args = args.call_args().map_err(anyhow::Error::msg)?;
         let params = match callback {
             Callback::NewNode => json!([call_args.first()]),
             _ => json!(call_args.get()),
@@ -134,8 +133,7 @@ pub fn run(args: &BenchArgs, addr: &ListenAddr) -> anyhow::Result<()> {
         "rpc_errors": tally.rpc_errors,
         "first_error": tally.first_error,
     });
-    println!("{report}");
-    Ok(())
+    crate::output::line(report)
 }
 
 type Reader = Box<dyn Read + Send>;
