@@ -68,11 +68,7 @@ impl Host {
     /// no entry.
     pub fn auth(&self, login_info: impl AsRef<str>, node_info: impl AsRef<str>) -> Authenticated {
         let outcome = self.user_login(login_info, node_info);
-        open_session(
-            self.sessions(),
-            outcome,
-            Instant::now() + self.config().timeout,
-        )
+        self.session_for(outcome)
     }
 
     /// [`Host::auth`] without waiting: `done` runs with the answer on a worker thread (see

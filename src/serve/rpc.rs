@@ -260,13 +260,18 @@ fn dispatch_session(
             reply(id.map(|id| unline(protocol::result_line(&id, &checked))));
         }
         SessionMethod::Clear { token } => {
-            // A failed clear says so: the session may still be live.
-            let answer = match context.host.auth_clear(&token) {
-                Ok(cleared) => serde_json::json!({ "cleared": cleared }),
-                Err(e) => serde_json::json!({ "cleared": false, "error": e.to_string() }),
-            };
+            let answer = clear_json(context.host.auth_clear(&token).map_err(|e| e.to_string()));
             reply(id.map(|id| unline(protocol::result_line(&id, &answer))));
         }
+    }
+}
+
+/// The answer to `auth_clear` (the method and `POST /v1/auth_clear`): `{"cleared": …}`, and
+/// the error of a failed clear, which says so: the session may still be live.
+pub(crate) fn clear_json(cleared: Result<bool, String>) -> Value {
+    match cleared {
+        Ok(cleared) => serde_json::json!({ "cleared": cleared }),
+        Err(error) => serde_json::json!({ "cleared": false, "error": error }),
     }
 }
 

@@ -204,12 +204,10 @@ async fn session_clear(
     let token = token_of("auth_clear", body)?;
     let host = front.context.host.clone();
     let cleared = tokio::task::spawn_blocking(move || host.auth_clear(&token)).await;
-    // A failed clear says so: the session may still be live.
-    let answer = match cleared {
-        Ok(Ok(cleared)) => json!({ "cleared": cleared }),
-        Ok(Err(e)) => json!({ "cleared": false, "error": e.to_string() }),
-        Err(e) => json!({ "cleared": false, "error": format!("the clear failed: {e}") }),
-    };
+    let answer = crate::serve::rpc::clear_json(match cleared {
+        Ok(cleared) => cleared.map_err(|e| e.to_string()),
+        Err(e) => Err(format!("the clear failed: {e}")),
+    });
     Ok(json_response(StatusCode::OK, &answer))
 }
 
