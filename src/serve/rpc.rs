@@ -292,7 +292,7 @@ fn reload(host: &Host, id: Option<Value>) -> Option<String> {
 }
 
 /// A response line without its newline: a batch joins them, other transports frame them.
-fn unline(mut line: String) -> String {
+pub(crate) fn unline(mut line: String) -> String {
     if line.ends_with('\n') {
         line.pop();
     }

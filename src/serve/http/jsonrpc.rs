@@ -84,9 +84,7 @@ pub(super) async fn upgrade(
 
 /// The text of an error response to `id` null.
 fn error_text(error: &RpcError) -> String {
-    protocol::error_line(&Value::Null, error)
-        .trim_end()
-        .to_string()
+    rpc::unline(protocol::error_line(&Value::Null, error))
 }
 
 /// Serves one WebSocket until the client closes it, it idles out, or the server stops.
