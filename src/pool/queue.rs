@@ -58,6 +58,13 @@ pub(super) struct Queue {
     /// queued; a stale ring only makes a worker look once more.
     bell: Sender<()>,
     rings: Receiver<()>,
+    /// Jobs submitted and not yet taken to run or answered, wherever they wait. The bound
+    /// is checked on this count, not on the channel: jobs a worker took into its deque or
+    /// the watchdog moved to the lane leave places in the channel behind them, and callers
+    /// must not fill those.
+    waiting: CachePadded<AtomicUsize>,
+    /// The most jobs that may wait.
+    capacity: usize,
 }
 
 /// A worker's own end of the queue: its deque, and whether it has taken its stop message.
@@ -87,22 +94,40 @@ impl Queue {
             lane_len: CachePadded::new(AtomicUsize::new(0)),
             bell,
             rings,
+            waiting: CachePadded::new(AtomicUsize::new(0)),
+            capacity,
         };
         (queue, locals)
     }
 
-    /// Queues `job`, or gives it back when every place in the channel is taken. Never
-    /// blocks. (The channel cannot be disconnected: the queue holds both of its ends.)
+    /// Queues `job`, or gives it back when `capacity` jobs already wait. Never blocks.
+    /// (The channel cannot be disconnected: the queue holds both of its ends.)
     #[must_use = "a job given back must be answered"]
     #[inline]
     pub fn submit(&self, job: Job) -> Option<Job> {
+        if self.waiting.fetch_add(1, Ordering::Relaxed) >= self.capacity {
+            self.waiting.fetch_sub(1, Ordering::Relaxed);
+            return Some(job);
+        }
+        // The channel has `capacity` places and holds only counted jobs, so this fails only
+        // while stop messages take places at shutdown.
         match self.sender.try_send(Message::Job(job)) {
             Ok(()) => None,
-            Err(refused) => match refused.into_inner() {
-                Message::Job(job) => Some(job),
-                Message::Stop => unreachable!("only jobs are submitted"),
-            },
+            Err(refused) => {
+                self.waiting.fetch_sub(1, Ordering::Relaxed);
+                match refused.into_inner() {
+                    Message::Job(job) => Some(job),
+                    Message::Stop => unreachable!("only jobs are submitted"),
+                }
+            }
         }
+    }
+
+    /// Counts `job` as no longer waiting: a worker takes it to run, or it is answered.
+    #[inline]
+    fn leaves(&self, job: Job) -> Job {
+        self.waiting.fetch_sub(1, Ordering::Relaxed);
+        job
     }
 
     /// Queues one worker's stop message behind every job queued so far; blocks only while
@@ -123,15 +148,18 @@ impl Queue {
 
     /// Jobs waiting: in the channel, in the lane and in the workers' deques.
     pub fn len(&self) -> usize {
-        self.receiver.len()
-            + self.lane_len.load(Ordering::Acquire)
-            + self.stealers.iter().map(|s| s.load().len()).sum::<usize>()
+        self.waiting.load(Ordering::Relaxed)
     }
 
     /// The next job for the worker that owns `local`, or `None` once it has taken its stop
     /// message and run every job it held. Runs `before_sleep` before blocking on an empty
     /// queue.
     pub fn next(&self, local: &mut Local, before_sleep: &mut dyn FnMut()) -> Option<Job> {
+        self.take_next(local, before_sleep)
+            .map(|job| self.leaves(job))
+    }
+
+    fn take_next(&self, local: &mut Local, before_sleep: &mut dyn FnMut()) -> Option<Job> {
         loop {
             // The lane first: its jobs are the oldest, moved there by the watchdog.
             if self.lane_len.load(Ordering::Acquire) != 0 {
@@ -263,13 +291,13 @@ impl Queue {
                 break;
             }
             if let Some(Message::Job(job)) = lane.pop_front() {
-                expired(job);
+                expired(self.leaves(job));
             }
         }
         let mut moved = false;
         loop {
             match self.receiver.try_recv() {
-                Ok(Message::Job(job)) if job.deadline <= now => expired(job),
+                Ok(Message::Job(job)) if job.deadline <= now => expired(self.leaves(job)),
                 Ok(Message::Job(job)) => {
                     insert_by_deadline(&mut lane, job);
                     moved = true;
@@ -286,7 +314,7 @@ impl Queue {
             let stealer = stealer.load();
             loop {
                 match stealer.steal() {
-                    Steal::Success(job) if job.deadline <= now => expired(job),
+                    Steal::Success(job) if job.deadline <= now => expired(self.leaves(job)),
                     Steal::Success(job) => {
                         insert_by_deadline(&mut lane, job);
                         moved = true;
@@ -380,6 +408,7 @@ impl Queue {
                 }
             }
         }
+        self.waiting.fetch_sub(left.len(), Ordering::Relaxed);
         left
     }
 }
@@ -460,6 +489,24 @@ mod tests {
             order.push(job);
         }
         assert_eq!(names(order), ["j0", "j1", "j2", "j3", "j4"]);
+    }
+
+    #[test]
+    fn jobs_moved_out_of_the_channel_still_take_their_places() {
+        let (queue, mut locals) = queue_of(1, 3, 3);
+        assert!(queue.submit(job("over")).is_some());
+        // Worker 0 takes j0 to run and j1, j2 into its deque; the watchdog moves j1 to the
+        // lane.
+        assert_eq!(next_now(&queue, &mut locals[0]).unwrap().args.first(), "j0");
+        assert_eq!(locals[0].deque.len(), 2);
+        let first = queue.expire(Instant::now(), &mut |_| panic!("nothing is due"));
+        assert!(first.is_some());
+        assert!(queue.receiver.is_empty());
+        assert_eq!(queue.lane_len.load(Ordering::Acquire), 1);
+        // The channel is empty, but two jobs wait: one place is free, not three.
+        assert_eq!(queue.len(), 2);
+        assert!(queue.submit(job("j3")).is_none());
+        assert!(queue.submit(job("over")).is_some());
     }
 
     #[test]
