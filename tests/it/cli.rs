@@ -2,7 +2,9 @@
 
 use crate::common;
 
-use std::process::{Command, Output};
+use std::io::Write;
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::process::{Command, Output, Stdio};
 
 use common::policy;
 
@@ -435,4 +437,132 @@ fn a_code_that_cannot_go_with_its_decision_is_a_broken_cases_file() {
         "{log}"
     );
     assert!(stdout(&output).is_empty(), "no case ran");
+}
+
+/// A stderr that takes no write.
+#[derive(Clone, Copy, Debug)]
+enum Unwritable {
+    /// `/dev/full`: every write fails with ENOSPC.
+    Full,
+    /// A pipe whose reader has gone: every write fails with EPIPE.
+    NoReader,
+    /// No fd 2 at all (`2>&-`).
+    Closed,
+}
+
+const UNWRITABLE: [Unwritable; 3] = [Unwritable::Full, Unwritable::NoReader, Unwritable::Closed];
+
+/// Runs the binary with `args`, its stderr `unwritable` and `stdin` as its input.
+fn authhost_with_stderr(args: &[&str], unwritable: Unwritable, stdin: &str) -> Output {
+    let binary = env!("CARGO_BIN_EXE_authhost");
+    let mut command = match unwritable {
+        Unwritable::Closed => {
+            let mut sh = Command::new("sh");
+            sh.args(["-c", "exec \"$0\" \"$@\" 2>&-", binary]);
+            sh
+        }
+        _ => Command::new(binary),
+    };
+    command.args(args).args(["--db", ":memory:"]);
+    match unwritable {
+        Unwritable::Full => {
+            let full = std::fs::OpenOptions::new()
+                .write(true)
+                .open("/dev/full")
+                .unwrap();
+            command.stderr(full);
+        }
+        Unwritable::NoReader => {
+            let mut ends = [0; 2];
+            // SAFETY: `pipe` fills in two new descriptors, each owned once below.
+            assert_eq!(unsafe { libc::pipe(ends.as_mut_ptr()) }, 0);
+            // SAFETY: each descriptor `pipe` returned is open and owned by nothing else.
+            let [reader, writer] = ends.map(|fd| unsafe { OwnedFd::from_raw_fd(fd) });
+            drop(reader);
+            command.stderr(writer);
+        }
+        Unwritable::Closed => {}
+    }
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("the binary starts");
+    // The command keeps the parent's copy of the pipe's writer until it is dropped.
+    drop(command);
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(stdin.as_bytes()).unwrap();
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+/// `authhost call user_login x {}` on `plugins`, logging everything, its stderr `unwritable`.
+fn login_with_stderr(plugins: &str, unwritable: Unwritable) -> Output {
+    let args = ["call", "user_login", "x", "{}", "--plugins", plugins];
+    authhost_with_stderr(
+        &[&args[..], &["--log-level", "trace"]].concat(),
+        unwritable,
+        "",
+    )
+}
+
+/// A message on a stderr that cannot take it is dropped: the exit status is the one the
+/// contract gives (§7), the decision is on stdout. Failed on the code before this test with
+/// /dev/full and the readerless pipe: `eprintln!` panicked, exit 101 instead of 1. (A
+/// closed fd 2 passed already: the Rust runtime opens /dev/null in its place.)
+#[test]
+fn an_unwritable_stderr_changes_no_exit_status_and_no_decision() {
+    let lua = plugins("lua/prints.lua");
+    for what in UNWRITABLE {
+        let output = login_with_stderr("/nonexistent/plugins", what);
+        assert_eq!(output.status.code(), Some(1), "stderr {what:?}");
+        assert_eq!(stdout(&output), "", "stderr {what:?}");
+    }
+    for what in UNWRITABLE {
+        // The policy prints and logs at every level: each line is written to stderr.
+        let output = login_with_stderr(&lua, what);
+        assert_eq!(output.status.code(), Some(0), "stderr {what:?}");
+        let json: serde_json::Value = serde_json::from_str(stdout(&output).trim()).unwrap();
+        assert_eq!(json["code"], 5, "stderr {what:?}");
+    }
+    for what in UNWRITABLE {
+        // A usage error prints clap's message and exits 2.
+        let output = authhost_with_stderr(&["serve", "--workers", "0"], what, "");
+        assert_eq!(output.status.code(), Some(2), "stderr {what:?}");
+    }
+}
+
+/// `authhost serve` on stdio with a stderr that takes nothing: the policy logs on every
+/// request, the service answers each and exits 0 at the end of its input.
+#[test]
+fn serve_answers_and_exits_0_with_an_unwritable_stderr() {
+    let lua = plugins("lua/prints.lua");
+    let requests: String = (1..=3)
+        .map(|id| {
+            format!(
+                "{{\"jsonrpc\":\"2.0\",\"id\":{id},\"method\":\"user_login\",\"params\":[\"x\",\"{{}}\"]}}\n"
+            )
+        })
+        .collect();
+    for what in UNWRITABLE {
+        let output = authhost_with_stderr(
+            &[
+                "serve",
+                "--no-watch",
+                "--plugins",
+                &lua,
+                "--log-level",
+                "trace",
+            ],
+            what,
+            &requests,
+        );
+        assert_eq!(output.status.code(), Some(0), "stderr {what:?}");
+        let text = stdout(&output);
+        assert_eq!(text.lines().count(), 3, "stderr {what:?}: {text}");
+        for line in text.lines() {
+            let json: serde_json::Value = serde_json::from_str(line).unwrap();
+            assert_eq!(json["result"]["code"], 5, "stderr {what:?}: {line}");
+        }
+    }
 }

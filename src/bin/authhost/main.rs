@@ -3,6 +3,9 @@
 //! Results go to stdout, logs and errors to stderr. Exit status: 0 success, 1 the plugin set
 //! does not load (or a check or test fails), 2 usage.
 
+// Every write goes through `output`, which never panics on a closed or full stream.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
 mod bench;
 mod output;
 mod serve;
@@ -149,7 +152,7 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("authhost: {e:#}");
+            output::error_line(format_args!("authhost: {e:#}"));
             ExitCode::from(1)
         }
     }
@@ -195,7 +198,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve(args) => {
             if let Some(usage) = serve::usage_error(&args) {
-                eprintln!("authhost: {usage}");
+                output::error_line(format_args!("authhost: {usage}"));
                 return Ok(ExitCode::from(2));
             }
             let host = start_host(options.builder(None, DEFAULT_DB))?;
