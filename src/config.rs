@@ -16,6 +16,11 @@ pub const DEFAULT_DEBOUNCE: Duration = Duration::from_millis(50);
 /// (1024 workers took 765 MB before their first request) and thread start-up.
 pub const MAX_WORKERS: usize = 256;
 
+/// The longest timeout a host takes: far past any policy's need, and short enough that a
+/// deadline, and the grace periods added to it, always fit a clock reading (adding a
+/// `Duration` near `Duration::MAX` to an `Instant` panics).
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(365 * 24 * 60 * 60);
+
 /// A host's settings. [`HostBuilder`](crate::HostBuilder) fills it; engines and workers
 /// read it.
 #[derive(Clone, Debug)]

@@ -21,7 +21,7 @@ use serde_json::{json, Value};
 
 use crate::args::Args;
 use crate::completion::{Completion, Done, Waiter};
-use crate::config::{Config, MAX_WORKERS};
+use crate::config::{Config, MAX_TIMEOUT, MAX_WORKERS};
 use crate::decision::{Callback, Outcome};
 use crate::engine::{builtin_engines, Engine};
 use crate::error::{Error, Result};
@@ -133,7 +133,7 @@ impl HostBuilder {
     /// # Failure
     ///
     /// A configuration that cannot work (no workers or more than [`MAX_WORKERS`], a zero
-    /// timeout), a plugin set that does not load, a thread the system will not start
+    /// timeout or one over [`MAX_TIMEOUT`]), a plugin set that does not load, a thread the system will not start
     /// ([`Error::Thread`]), or (with [`HostBuilder::watch`]) a plugins path that cannot be watched.
     pub fn build(self) -> Result<Host> {
         let config = self.config;
@@ -145,6 +145,13 @@ impl HostBuilder {
         }
         if config.timeout.is_zero() {
             return Err(Error::Config("the timeout must be more than 0 ms".into()));
+        }
+        if config.timeout > MAX_TIMEOUT {
+            return Err(Error::Config(format!(
+                "the timeout must be at most {} days, not {} ms",
+                MAX_TIMEOUT.as_secs() / 86_400,
+                config.timeout.as_millis()
+            )));
         }
         config
             .upstream

@@ -91,7 +91,7 @@ pub mod sqlite;
 mod stats;
 
 pub use args::Args;
-pub use config::{Config, MAX_WORKERS};
+pub use config::{Config, MAX_TIMEOUT, MAX_WORKERS};
 pub use decision::{
     Callback, Decision, DecisionError, ErrorKind, NodeDecision, Outcome, ScriptValue, UserDecision,
 };

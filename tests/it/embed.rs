@@ -1183,3 +1183,25 @@ print(conn.execute("SELECT user_login(?, ?)", ('{"name":"erin","password":"pw-er
         }
     }
 }
+
+/// A timeout no clock reading can be added to is a configuration error, not a panic in the
+/// load. Failed on the code before this test: `Instant + Duration::MAX` panicked in `build`.
+#[test]
+fn a_timeout_too_long_to_count_is_a_configuration_error() {
+    let built = Host::builder()
+        .plugins(policy("trivial.lua"))
+        .db(":memory:")
+        .workers(1)
+        .timeout(Duration::MAX)
+        .build();
+    match built {
+        Err(authhost::Error::Config(message)) => {
+            assert!(
+                message.contains("the timeout must be at most 365 days"),
+                "{message}"
+            )
+        }
+        Err(other) => panic!("expected a configuration error, got {other}"),
+        Ok(_) => panic!("a host started with a timeout of Duration::MAX"),
+    }
+}

@@ -794,3 +794,33 @@ mod late_start {
         );
     }
 }
+
+/// When the system will not start the thread that interrupts Python past its deadline, the
+/// host does not start and says why, exit 1. A stack larger than the address space makes
+/// every thread spawned without a size of its own fail (`RUST_MIN_STACK`, which the
+/// enforcer thread takes; the workers, which size their stacks, would not be reached). Failed
+/// on the code before this test: `.expect` panicked, exit 101.
+#[test]
+fn a_thread_the_system_will_not_start_is_an_error_that_names_it_not_a_panic() {
+    let output = Command::new(env!("CARGO_BIN_EXE_authhost"))
+        .args([
+            "call",
+            "user_login",
+            "42",
+            "{}",
+            "--db",
+            ":memory:",
+            "--plugins",
+        ])
+        .arg(policy("returns.py"))
+        .env("RUST_MIN_STACK", (1u64 << 50).to_string())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(output.stdout.is_empty());
+    assert!(
+        stderr.contains("cannot start the thread authhost-python-enforcer: "),
+        "{stderr}"
+    );
+}

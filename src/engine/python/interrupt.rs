@@ -27,6 +27,7 @@ use pyo3::{ffi, PyTypeInfo};
 use super::thread::attached_for_life;
 use super::PolicyTimeout;
 use crate::engine::Interrupt;
+use crate::error::Error;
 
 /// How often a timeout is raised again into a call that swallowed it.
 const REPEAT: Duration = Duration::from_millis(10);
@@ -100,18 +101,11 @@ pub(super) struct Running<'a, 'py> {
 }
 
 impl<'a, 'py> Running<'a, 'py> {
-    /// Begins `ticket` on `target`; with `deadline`, the enforcer also interrupts it then
-    /// (for code no pool watchdog looks after: a plugin's top level and `setup()`).
-    pub(super) fn begin(
-        py: Python<'py>,
-        target: &'a Arc<Target>,
-        ticket: u64,
-        deadline: Option<Instant>,
-    ) -> Self {
+    /// Begins `ticket` on `target`. For code no pool watchdog looks after (a plugin's top
+    /// level and `setup()`), the caller also has the [`Enforcer`] interrupt it at its
+    /// deadline ([`Enforcer::schedule`]).
+    pub(super) fn begin(py: Python<'py>, target: &'a Arc<Target>, ticket: u64) -> Self {
         target.begin(py, ticket);
-        if let Some(deadline) = deadline {
-            enforcer().schedule(target.clone(), ticket, deadline);
-        }
         Running { target, py }
     }
 
@@ -131,12 +125,18 @@ impl Drop for Running<'_, '_> {
 }
 
 /// The handle the pool's watchdog calls at a request's deadline.
-pub(super) struct TargetInterrupt(pub(super) Arc<Target>);
+pub(super) struct TargetInterrupt {
+    /// The worker thread's target.
+    pub(super) target: Arc<Target>,
+    /// Started before the worker runs a call, so that an interrupt always has it.
+    pub(super) enforcer: &'static Enforcer,
+}
 
 impl Interrupt for TargetInterrupt {
     fn interrupt(&self, ticket: u64) {
         // Never blocks: the watchdog answers other requests' deadlines meanwhile.
-        enforcer().schedule(self.0.clone(), ticket, Instant::now());
+        self.enforcer
+            .schedule(self.target.clone(), ticket, Instant::now());
     }
 }
 
@@ -153,27 +153,46 @@ struct Order {
     at: Instant,
 }
 
-/// The thread that raises timeouts into Python threads.
-struct Enforcer {
+/// The thread that raises timeouts into Python threads: one per process, started by the
+/// first load or worker that needs it.
+pub(super) struct Enforcer {
     orders: Sender<Order>,
 }
 
-impl Enforcer {
-    fn schedule(&self, target: Arc<Target>, ticket: u64, at: Instant) {
-        let _ = self.orders.send(Order { target, ticket, at });
-    }
-}
+/// The enforcer thread's name, which a failure to start it names too.
+const ENFORCER_THREAD: &str = "authhost-python-enforcer";
 
-fn enforcer() -> &'static Enforcer {
-    static ENFORCER: OnceLock<Enforcer> = OnceLock::new();
-    ENFORCER.get_or_init(|| {
+impl Enforcer {
+    /// The process's enforcer, started now if it is not running yet.
+    ///
+    /// # Failure
+    ///
+    /// [`Error::Thread`] when the system will not start the thread (threads or memory
+    /// exhausted): the load, or the worker's move to the set, fails with that cause rather
+    /// than running Python code that nothing could interrupt.
+    pub(super) fn get() -> Result<&'static Enforcer, Error> {
+        static ENFORCER: OnceLock<Enforcer> = OnceLock::new();
+        if let Some(enforcer) = ENFORCER.get() {
+            return Ok(enforcer);
+        }
         let (orders, receiver) = crossbeam_channel::unbounded();
         std::thread::Builder::new()
-            .name("authhost-python-enforcer".into())
+            .name(ENFORCER_THREAD.into())
             .spawn(move || attached_for_life(&mut || enforce(&receiver)))
-            .expect("spawning the Python enforcer thread");
-        Enforcer { orders }
-    })
+            .map_err(|e| Error::Thread {
+                name: ENFORCER_THREAD.into(),
+                message: e.to_string(),
+            })?;
+        // Two threads may start one each at once: the one not kept ends when its sender
+        // is dropped here (`enforce` returns on a disconnected channel).
+        Ok(ENFORCER.get_or_init(|| Enforcer { orders }))
+    }
+
+    /// Has `target`'s call `ticket` interrupted at `at`, and again every [`REPEAT`] until it
+    /// ends.
+    pub(super) fn schedule(&self, target: Arc<Target>, ticket: u64, at: Instant) {
+        let _ = self.orders.send(Order { target, ticket, at });
+    }
 }
 
 fn enforce(orders: &Receiver<Order>) {

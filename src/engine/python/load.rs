@@ -11,7 +11,7 @@ use pyo3::types::{PyDict, PyModule};
 
 use super::api::PluginScope;
 use super::interpreter::Interpreter;
-use super::interrupt::{load_ticket, Running, Target};
+use super::interrupt::{load_ticket, Enforcer, Running, Target};
 use super::traceback::{full_traceback, OwnCode, Raised};
 use super::PolicyTimeout;
 use crate::config::Config;
@@ -82,6 +82,7 @@ pub(super) fn load(
         py,
         interpreter,
         target: Target::current_thread(),
+        enforcer: Enforcer::get()?,
         config,
         own: &own,
         db: Database::at(&config.db_location()),
@@ -103,6 +104,8 @@ struct Loading<'a, 'py> {
     py: Python<'py>,
     interpreter: &'a Interpreter,
     target: Arc<Target>,
+    /// Interrupts the top level and `setup()` at the load's deadline.
+    enforcer: &'static Enforcer,
     config: &'a Config,
     own: &'a OwnCode,
     /// The loading thread's connection: the top level and `setup()` may use `authhost.db`.
@@ -236,7 +239,10 @@ impl<'py> Loading<'_, 'py> {
         // back when the scope ends.
         let request = RequestScope::enter(&self.db, deadline);
         let _confined = confined_sql(self.config.confine_python_sql);
-        let running = Running::begin(self.py, &self.target, load_ticket(), Some(deadline));
+        let ticket = load_ticket();
+        let running = Running::begin(self.py, &self.target, ticket);
+        self.enforcer
+            .schedule(self.target.clone(), ticket, deadline);
         let result = run();
         let interrupted = running.end();
         drop(request);

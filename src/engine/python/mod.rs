@@ -36,7 +36,7 @@ use pyo3::types::{PyBool, PyFloat, PyInt, PyString};
 
 use self::api::PluginScope;
 use self::interpreter::LoadLock;
-use self::interrupt::{Running, Target, TargetInterrupt};
+use self::interrupt::{Enforcer, Running, Target, TargetInterrupt};
 use self::load::Plugins;
 use self::traceback::{full_traceback, Raised};
 use crate::config::Config;
@@ -127,6 +127,7 @@ impl Prepared for PreparedPython {
             .map_err(|e| Error::Config(e.to_string()))?
             .install();
         let target = Target::current_thread();
+        let enforcer = Enforcer::get()?;
         Ok(Box::new(PythonInstance {
             tags: self
                 .plugins
@@ -135,7 +136,10 @@ impl Prepared for PreparedPython {
                 .map(|f| Rc::from(f.tag.as_str()))
                 .collect(),
             plugins: self.plugins.clone(),
-            interrupt: Arc::new(TargetInterrupt(target.clone())),
+            interrupt: Arc::new(TargetInterrupt {
+                target: target.clone(),
+                enforcer,
+            }),
             target,
             timeout: config.timeout,
             confine_sql: config.confine_python_sql,
@@ -245,7 +249,7 @@ impl Instance for PythonInstance {
             // Everything that can run policy code stays inside the call's interruptible span:
             // the call, but also reading what came back, an exception's `__str__` and the
             // `__del__` of the objects it returned, which would otherwise run unwatched.
-            let running = Running::begin(py, &self.target, call.ticket, None);
+            let running = Running::begin(py, &self.target, call.ticket);
             let returned = match call.args {
                 [one] => function.call1(py, (*one,)),
                 [first, second] => function.call1(py, (*first, *second)),
