@@ -11,6 +11,7 @@ use std::thread::Thread;
 use std::time::{Duration, Instant};
 
 use crate::decision::{timeout_message, Callback, DecisionError, ErrorKind, Outcome};
+use crate::lock::lock;
 
 mod done;
 
@@ -120,7 +121,7 @@ impl WaitSlot {
     }
 
     fn deliver(&self, ticket: u64, outcome: Outcome) {
-        let mut answer = self.answer.lock().unwrap_or_else(|e| e.into_inner());
+        let mut answer = lock(&self.answer);
         // An answer that comes after its caller gave up must not be taken for the next one.
         if self.expected.load(Ordering::Acquire) != ticket {
             return;
@@ -132,7 +133,7 @@ impl WaitSlot {
     }
 
     fn take(&self) -> Option<Outcome> {
-        let mut answer = self.answer.lock().unwrap_or_else(|e| e.into_inner());
+        let mut answer = lock(&self.answer);
         self.expected.store(0, Ordering::Release);
         self.ready.store(false, Ordering::Relaxed);
         answer.take()

@@ -25,6 +25,7 @@ use crate::config::{Config, MAX_TIMEOUT, MAX_WORKERS};
 use crate::decision::{Callback, Outcome};
 use crate::engine::{builtin_engines, Engine};
 use crate::error::{Error, Result};
+use crate::lock::lock;
 use crate::plugins::{PluginInfo, PluginSet};
 use crate::pool::{Job, Pool};
 use crate::reload::{Next, PluginWatcher};
@@ -368,7 +369,7 @@ impl Host {
     ///
     /// [`Error::Watch`] when the path cannot be watched.
     pub fn watch_plugins(&self) -> Result<()> {
-        let mut watcher = self.inner.watcher.lock().unwrap_or_else(|e| e.into_inner());
+        let mut watcher = lock(&self.inner.watcher);
         if watcher.is_some() {
             return Ok(());
         }
@@ -393,22 +394,13 @@ impl Host {
     pub fn stop_watching(&self) {
         // Take it out before dropping it: the watcher's reload reads `status`, which locks
         // `watcher`, and dropping joins the watcher's thread.
-        let watcher = self
-            .inner
-            .watcher
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
+        let watcher = lock(&self.inner.watcher).take();
         drop(watcher);
     }
 
     /// Whether the host watches its plugins path for changes.
     pub fn is_watching(&self) -> bool {
-        self.inner
-            .watcher
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_some()
+        lock(&self.inner.watcher).is_some()
     }
 
     /// The host's state: the live set, the last load error, and counters.

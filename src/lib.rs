@@ -79,6 +79,7 @@ mod ffi;
 mod host;
 mod language;
 mod live_set;
+mod lock;
 mod plugins;
 mod pool;
 mod random;

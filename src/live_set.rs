@@ -12,6 +12,7 @@ use std::time::SystemTime;
 use arc_swap::ArcSwap;
 
 use crate::error::Result;
+use crate::lock::lock;
 use crate::plugins::PluginSet;
 
 /// What the reloads so far came to, for `status`.
@@ -69,10 +70,10 @@ impl LiveSet {
     ///
     /// `load`'s error, which `history` keeps as `last_error` until a later load succeeds.
     pub fn reload(&self, load: impl FnOnce(u64) -> Result<PluginSet>) -> Result<()> {
-        let _loading = self.loading.lock().unwrap_or_else(|e| e.into_inner());
+        let _loading = lock(&self.loading);
         let generation = self.generation() + 1;
         let loaded = load(generation);
-        let mut history = self.history.lock().unwrap_or_else(|e| e.into_inner());
+        let mut history = lock(&self.history);
         history.last_reload_at = Some(SystemTime::now());
         match loaded {
             Ok(set) => {
@@ -94,10 +95,7 @@ impl LiveSet {
 
     /// The reloads' outcome so far.
     pub fn history(&self) -> ReloadHistory {
-        self.history
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        lock(&self.history).clone()
     }
 }
 

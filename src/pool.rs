@@ -28,6 +28,7 @@ use crate::decision::{Callback, DecisionError, ErrorKind, Outcome};
 use crate::engine::{Engine, Interrupt};
 use crate::error::Error;
 use crate::live_set::LiveSet;
+use crate::lock::lock;
 use crate::plugins::PluginSet;
 use crate::stats::Counters;
 
@@ -163,7 +164,7 @@ impl Pool {
                 name: name.into(),
                 message: e.to_string(),
             })?;
-        *pool.watchdog.lock().unwrap_or_else(|e| e.into_inner()) = Some(watchdog);
+        *lock(&pool.watchdog) = Some(watchdog);
         Ok(pool)
     }
 
@@ -236,11 +237,7 @@ impl Pool {
         // A worker stuck in native code past its deadline is left behind rather than waited
         // on forever: its caller has had its answer from the watchdog.
         let grace = self.shared.config.timeout + Duration::from_secs(1);
-        let live = self
-            .shared
-            .live_workers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let live = lock(&self.shared.live_workers);
         let (live, _) = self
             .shared
             .workers_gone
@@ -256,23 +253,12 @@ impl Pool {
         // and plugin set: join them, so that a dropped host has freed its sets when drop returns.
         let all_gone = *live == 0 && self.shared.counters.abandoned_live() == 0;
         drop(live);
-        let handles = std::mem::take(
-            &mut *self
-                .shared
-                .handles
-                .lock()
-                .unwrap_or_else(|e| e.into_inner()),
-        );
+        let handles = std::mem::take(&mut *lock(&self.shared.handles));
         for handle in handles.into_iter().filter(|h| all_gone || h.is_finished()) {
             let _ = handle.join();
         }
         self.shared.watchdog_stop.store(true, Ordering::Release);
-        if let Some(watchdog) = self
-            .watchdog
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-        {
+        if let Some(watchdog) = lock(&self.watchdog).take() {
             watchdog.thread().unpark();
             let _ = watchdog.join();
         }

@@ -49,6 +49,7 @@ use notify::event::{AccessKind, AccessMode, EventKind, ModifyKind, RenameMode};
 use notify::{RecommendedWatcher, RecursiveMode, Watcher};
 
 use crate::error::{Error, Result};
+use crate::lock::lock;
 use crate::plugins::find_plugin_files;
 
 /// However busy the files stay, a reload starts at the latest this long after the first
@@ -149,10 +150,6 @@ fn is_going_away(kind: &EventKind) -> bool {
         kind,
         EventKind::Remove(_) | EventKind::Modify(ModifyKind::Name(RenameMode::From))
     )
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Whether a `notify` event (or error) should lead to a reload.

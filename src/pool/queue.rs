@@ -28,6 +28,7 @@ use crossbeam_deque::{Steal, Stealer, Worker as Deque};
 use crossbeam_utils::CachePadded;
 
 use super::Job;
+use crate::lock::lock;
 
 /// The most jobs a worker takes from the channel in one go.
 const MAX_RUN: usize = 16;
@@ -223,7 +224,7 @@ impl Queue {
     }
 
     fn lane(&self) -> MutexGuard<'_, VecDeque<Message>> {
-        self.lane.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.lane)
     }
 
     fn take_from_lane(&self) -> Option<Message> {

@@ -18,6 +18,7 @@ use super::worker::spawn_worker;
 use super::{Running, Shared, STUCK_GRACE};
 use crate::decision::timeout_message;
 use crate::decision::ErrorKind;
+use crate::lock::lock;
 
 /// The longest the watchdog sleeps with no call running. Waking it is the workers' job;
 /// this only bounds the cost of a mistake in that.
@@ -98,7 +99,7 @@ pub(crate) fn run(shared: &Arc<Shared>) {
         let mut sooner = |at: Instant| next = Some(next.map_or(at, |n| n.min(at)));
         for (index, slot) in shared.running.iter().enumerate() {
             let found = {
-                let mut running = slot.lock().unwrap_or_else(|e| e.into_inner());
+                let mut running = lock(slot);
                 look_at(shared, &mut running, now, &mut sooner)
             };
             match found {
@@ -196,10 +197,7 @@ fn replace(shared: &Arc<Shared>, index: usize, call: &Running) {
         shared.abandoned_bound(),
     );
     {
-        let mut live = shared
-            .live_workers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut live = lock(&shared.live_workers);
         *live -= 1;
     }
     let local = shared.queue.replace_local(index);

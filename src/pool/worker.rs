@@ -14,6 +14,7 @@ use super::{Job, Running, Shared};
 use crate::decision::{timeout_message, Decision, ErrorKind, Outcome};
 use crate::engine::{Call, Engine, Instance};
 use crate::error::{panic_message, Error};
+use crate::lock::lock;
 use crate::plugins::PluginSet;
 use crate::script_api::db::{Database, RequestScope};
 
@@ -25,10 +26,7 @@ use crate::script_api::db::{Database, RequestScope};
 pub(super) fn spawn_worker(shared: &Arc<Shared>, local: Local) -> Result<(), Error> {
     let index = local.index();
     let name = format!("authhost-worker-{index}");
-    *shared
-        .live_workers
-        .lock()
-        .unwrap_or_else(|e| e.into_inner()) += 1;
+    *lock(&shared.live_workers) += 1;
     let for_thread = shared.clone();
     let incarnation = shared.incarnations.fetch_add(1, Ordering::Relaxed);
     let handle = std::thread::Builder::new()
@@ -56,10 +54,7 @@ pub(super) fn spawn_worker(shared: &Arc<Shared>, local: Local) -> Result<(), Err
                     shared.counters.abandoned_ended();
                 }
                 Ended::Stopped => {
-                    let mut live = shared
-                        .live_workers
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner());
+                    let mut live = lock(&shared.live_workers);
                     *live -= 1;
                     shared.workers_gone.notify_all();
                 }
@@ -67,18 +62,11 @@ pub(super) fn spawn_worker(shared: &Arc<Shared>, local: Local) -> Result<(), Err
         });
     match handle {
         Ok(handle) => {
-            shared
-                .handles
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push(handle);
+            lock(&shared.handles).push(handle);
             Ok(())
         }
         Err(e) => {
-            *shared
-                .live_workers
-                .lock()
-                .unwrap_or_else(|e| e.into_inner()) -= 1;
+            *lock(&shared.live_workers) -= 1;
             Err(Error::Thread {
                 name,
                 message: e.to_string(),
@@ -184,9 +172,7 @@ impl Worker {
     }
 
     fn running(&self) -> std::sync::MutexGuard<'_, Option<Running>> {
-        self.shared.running[self.index]
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+        lock(&self.shared.running[self.index])
     }
 
     /// Takes this thread's call out of its running slot: `Ok(None)` when it has none, `Err`
@@ -294,9 +280,7 @@ impl Worker {
                 publish(&self.shared, self.index, running);
             }
             None => {
-                let mut slot = self.shared.running[self.index]
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner());
+                let mut slot = lock(&self.shared.running[self.index]);
                 if let Some(call) = slot.as_mut() {
                     call.interrupt = instance.interrupter();
                     call.plugin = plugin;
@@ -316,9 +300,7 @@ impl Worker {
         });
         drop(request);
         let running = {
-            let mut slot = self.shared.running[self.index]
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
+            let mut slot = lock(&self.shared.running[self.index]);
             match &*slot {
                 Some(call) if call.incarnation == self.incarnation => slot.take(),
                 // Abandoned while stuck in this call: its caller had its answer, another thread
@@ -409,9 +391,7 @@ impl Worker {
 fn publish(shared: &Shared, index: usize, running: Running) {
     let deadline = running.deadline;
     let wake_watchdog = {
-        let mut slot = shared.running[index]
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut slot = lock(&shared.running[index]);
         *slot = Some(running);
         shared.alarm.must_wake_for(deadline)
     };

@@ -45,6 +45,7 @@ use crossbeam_channel::{Receiver, Sender};
 
 use crate::decision_log::DecisionRecorder;
 use crate::host::Host;
+use crate::lock::lock;
 pub use listen::{group_id, ListenAddr, ListenAddrError};
 use listen::{Listener, SocketAccess};
 use rpc::Context;
@@ -172,7 +173,7 @@ impl Shared {
     }
 
     fn connections(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Box<dyn Fn() + Send>>> {
-        self.connections.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.connections)
     }
 }
 

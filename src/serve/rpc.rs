@@ -23,6 +23,7 @@ use super::Shared;
 use crate::decision::{Callback, Outcome};
 use crate::decision_log::DecisionRecorder;
 use crate::host::{Authenticated, Host};
+use crate::lock::lock;
 
 /// What every connection of a server shares, whatever its transport.
 #[derive(Clone)]
@@ -176,10 +177,6 @@ impl<F: FnOnce(Option<String>)> Batch<F> {
             reply(Some(text));
         }
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Answers one request (or refuses it); `reply` gets its response text without the newline.

@@ -9,6 +9,7 @@ use pyo3::types::PyModule;
 
 use super::api::{self, LogStream, Stream};
 use crate::error::Error;
+use crate::lock::lock;
 
 /// The engine's Python glue, run once as the module `_authhost_loader`.
 const LOADER_SOURCE: &str = include_str!("loader.py");
@@ -94,7 +95,7 @@ impl LoadLock {
             busy: Mutex::new(false),
             free: Condvar::new(),
         };
-        let mut busy = LOCK.busy.lock().unwrap_or_else(|e| e.into_inner());
+        let mut busy = lock(&LOCK.busy);
         while *busy {
             busy = LOCK.free.wait(busy).unwrap_or_else(|e| e.into_inner());
         }
@@ -105,7 +106,7 @@ impl LoadLock {
 
 impl Drop for LoadGuard {
     fn drop(&mut self) {
-        *self.0.busy.lock().unwrap_or_else(|e| e.into_inner()) = false;
+        *lock(&self.0.busy) = false;
         self.0.free.notify_one();
     }
 }

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use rusqlite::Connection;
 
 use super::error::DbError;
+use crate::lock::lock;
 
 /// What the database layer needs to open a host's database: its path and its scope.
 #[derive(Clone, Debug)]
@@ -97,7 +98,7 @@ impl DatabaseScope {
     }
 
     pub(super) fn keep_alive(&self, target: &Target) -> Result<(), DbError> {
-        let mut keeper = self.inner.keeper.lock().unwrap_or_else(|e| e.into_inner());
+        let mut keeper = lock(&self.inner.keeper);
         if keeper.is_none() {
             *keeper = Some(Connection::open(&target.open).map_err(|e| DbError::Open {
                 path: ":memory:".into(),
