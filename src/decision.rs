@@ -486,6 +486,28 @@ impl Decision {
         }
     }
 
+    /// A wrong return's error named after the plugin file and the callback that returned it
+    /// (`plugins/login.lua: on_user_login returned a string "ok", expected …`), since the
+    /// value alone does not say where it came from; `restore` gives back the engine's own
+    /// names in the description. Any other decision is returned as it is.
+    #[cold]
+    pub(crate) fn name_wrong_return(
+        mut self,
+        plugin: &str,
+        callback: Callback,
+        restore: impl FnOnce(String) -> String,
+    ) -> Decision {
+        if let Decision::User(UserDecision::Error(error))
+        | Decision::Node(NodeDecision::Error(error)) = &mut self
+        {
+            if error.kind == ErrorKind::BadReturn {
+                let message = restore(std::mem::take(&mut error.message));
+                error.message = format!("{plugin}: {callback} {message}");
+            }
+        }
+        self
+    }
+
     /// Whether the decision is `error`.
     pub fn is_error(&self) -> bool {
         self.error_cause().is_some()

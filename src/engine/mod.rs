@@ -122,6 +122,13 @@ pub trait Instance {
     /// consecutive calls (Python keeps the GIL across a run of Python calls, so that two
     /// workers do not hand it back and forth on every request) lets go of it here.
     fn idle(&mut self) {}
+
+    /// `text` with the engine's own names for the plugins (Lua's short chunk names) replaced
+    /// by their paths, for a message about what a script returned; the default returns it
+    /// unchanged.
+    fn restore_names(&self, text: String) -> String {
+        text
+    }
 }
 
 /// Stops a running call from another thread (the pool's watchdog).

@@ -321,7 +321,15 @@ impl Worker {
         let decision = match returned {
             Ok(value) => {
                 let language = state.set.plugins()[route.info].language;
-                Decision::from_return(callback, &value, language)
+                let decision = Decision::from_return(callback, &value, language);
+                if decision.is_error() {
+                    let instance = &state.instances[route.engine];
+                    decision.name_wrong_return(&state.plugin_names[route.info], callback, |text| {
+                        instance.restore_names(text)
+                    })
+                } else {
+                    decision
+                }
             }
             Err(error) => Decision::error(callback, error),
         };

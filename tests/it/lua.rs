@@ -319,3 +319,42 @@ fn errors_name_the_whole_path_however_long() {
         error.message
     );
 }
+
+/// A callback that returns a string, here the message of an error it caught: the error
+/// names the plugin's whole path and the callback, and the message inside the string names
+/// the file too, however long its path. Failed on the code before this test:
+/// `returned a string "@0@:5: …"`, with neither the file nor the callback.
+#[test]
+fn a_returned_string_is_an_error_naming_the_file_and_the_callback() {
+    let root = tempfile::tempdir().unwrap();
+    let short = root.path().join("r.lua");
+    let long = long_directory(root.path()).join("returns_caught.lua");
+    for path in [short, long] {
+        std::fs::copy(policy("lua/returns_caught.lua"), &path).unwrap();
+        let host = Host::builder()
+            .plugins(&path)
+            .db(":memory:")
+            .workers(1)
+            .build()
+            .unwrap();
+        let file = path.display().to_string();
+        let error = error_of(&host.user_login("{}", "{}"));
+        assert_eq!(error.kind, ErrorKind::BadReturn);
+        assert_eq!(
+            error.message,
+            format!(
+                "{file}: on_user_login returned a string \"{file}:5: the user store is down\", \
+                 expected an integer user id (≥ 1), 0, -1 or -3"
+            )
+        );
+        let error = error_of(&host.new_node("{}"));
+        assert!(
+            error.message.starts_with(&format!(
+                "{file}: on_new_node returned a string \"{file}:5: the user store is down\", \
+                 expected \"primary\""
+            )),
+            "{}",
+            error.message
+        );
+    }
+}

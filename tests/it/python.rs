@@ -120,7 +120,9 @@ mod mapping {
             let outcome = login(&host, key);
             let message = error_of(&outcome, ErrorKind::BadReturn);
             assert!(
-                message.starts_with(&format!("returned {said}, expected an integer")),
+                message.ends_with(&format!(
+                    "returns.py: on_user_login returned {said}, expected an integer user id (≥ 1), 0, -1 or -3"
+                )),
                 "{key}: {message}"
             );
             assert_eq!(outcome.decision.code_json(), -3, "{key}");
@@ -149,7 +151,9 @@ mod mapping {
         ] {
             let message = error_of(&host.new_node(key), ErrorKind::BadReturn);
             assert!(
-                message.starts_with(&format!("returned {said}, expected \"primary\"")),
+                message.contains(&format!(
+                    "returns.py: on_new_node returned {said}, expected \"primary\""
+                )),
                 "{key}: {message}"
             );
         }

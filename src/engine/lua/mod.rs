@@ -324,6 +324,16 @@ impl Instance for LuaInstance {
             Err(e) => Err(self.call_error(&e)),
         }
     }
+
+    fn restore_names(&self, text: String) -> String {
+        // A returned string may hold a chunk's short name: the message of an error the
+        // script caught with `pcall` and returned.
+        if text.contains('@') {
+            restore_chunk_names(&self.paths, &text)
+        } else {
+            text
+        }
+    }
 }
 
 /// A plugin's own environment: every sandbox global, with the library tables copied, `_G`
