@@ -9,7 +9,7 @@ use std::time::SystemTime;
 
 use crate::config::Config;
 use crate::decision::Callback;
-use crate::engine::{Engine, Language, PluginSource, Prepared};
+use crate::engine::{Engine, Language, PluginSource, Prepared, SCRIPT_STACK};
 use crate::error::{Error, Result};
 
 /// What `check` and `status` show of one plugin.
@@ -147,7 +147,7 @@ impl PluginSet {
                 continue;
             }
             let paths: Vec<PathBuf> = sources.iter().map(|s| s.path.clone()).collect();
-            let ready = engine.prepare(sources, config)?;
+            let ready = prepare_on_script_stack(engine, sources, config)?;
             let engine_index = prepared.len();
             for (plugin, (file, callbacks)) in paths.into_iter().zip(ready.callbacks()).enumerate()
             {
@@ -194,6 +194,35 @@ impl PluginSet {
             prepared,
         })
     }
+}
+
+/// The name of the thread a plugin set's files are loaded on.
+const LOAD_THREAD: &str = "authhost-load";
+
+/// Has `engine` prepare `sources` on a thread of its own with [`SCRIPT_STACK`]: a plugin's top
+/// level and `setup()` are policy code like any callback, and the thread that asked for the
+/// load (the watcher's, a signal's, an embedder's, a program that loaded the SQLite
+/// extension) may have a small stack that a script's recursion would overflow.
+fn prepare_on_script_stack(
+    engine: &Arc<dyn Engine>,
+    sources: Vec<PluginSource>,
+    config: &Config,
+) -> Result<Arc<dyn Prepared>> {
+    std::thread::scope(|scope| {
+        let loading = std::thread::Builder::new()
+            .name(LOAD_THREAD.into())
+            .stack_size(SCRIPT_STACK)
+            .spawn_scoped(scope, || engine.prepare(sources, config))
+            .map_err(|e| Error::Thread {
+                name: LOAD_THREAD.into(),
+                message: e.to_string(),
+            })?;
+        // A panic in the engine goes on in the caller, as it did before the load had a
+        // thread of its own.
+        loading
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
 }
 
 /// The plugin files under `path`: the file itself, or every `*.lua` and `*.py` directly

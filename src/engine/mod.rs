@@ -60,6 +60,32 @@ pub(crate) fn refuse_misnamed(
     }
 }
 
+/// The stack of every thread authhost runs policy code on: the workers, and the thread a
+/// plugin set is loaded on (its top level and `setup()`).
+///
+/// A script can make C code recurse, and overflowing a thread's stack aborts the whole
+/// process, so the stack must hold the deepest recursion each engine lets a script reach:
+/// - Lua raises "C stack overflow" past LUAI_MAXCCALLS (200) nested C calls. The deepest
+///   levels are Lua → a Rust function of authhost's → Lua (`string.gsub` with a replacement
+///   function that calls `gsub` again, `authhost.db.transaction` inside itself): up to about
+///   20 KiB a level in a debug build (a 2 MiB stack overflowed between 100 and 150 levels),
+///   4 MiB for all 200; far less in a release build.
+/// - CPython counts C recursion and Python calls against one recursion limit, which a
+///   policy may raise only to `MAX_PYTHON_RECURSION` (`sys.setrecursionlimit` refuses
+///   more). The costliest levels measured, a `__getattr__`, `__format__` or `__len__` that
+///   calls itself, take under 840 bytes (8 MiB held 10 000 of them, not 20 000): 4 MiB
+///   for the cap.
+///
+/// 16 MiB is four times either need. The stack is address space: a thread's pages are
+/// committed only as deep as its scripts have reached.
+pub(crate) const SCRIPT_STACK: usize = 16 << 20;
+
+/// The highest recursion limit a Python policy may set (`sys.setrecursionlimit`): deeper
+/// recursion would overflow [`SCRIPT_STACK`] and abort the process instead of raising
+/// `RecursionError`.
+#[cfg(feature = "python")]
+pub(crate) const MAX_PYTHON_RECURSION: u32 = 5000;
+
 /// One request as an engine instance sees it.
 #[derive(Clone, Copy, Debug)]
 pub struct Call<'a> {

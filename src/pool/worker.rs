@@ -12,7 +12,7 @@ use std::time::Instant;
 use super::queue::Local;
 use super::{Job, Running, Shared};
 use crate::decision::{timeout_message, Decision, ErrorKind, Outcome};
-use crate::engine::{Call, Engine, Instance};
+use crate::engine::{Call, Engine, Instance, SCRIPT_STACK};
 use crate::error::{panic_message, Error};
 use crate::lock::lock;
 use crate::plugins::PluginSet;
@@ -31,6 +31,7 @@ pub(super) fn spawn_worker(shared: &Arc<Shared>, local: Local) -> Result<(), Err
     let incarnation = shared.incarnations.fetch_add(1, Ordering::Relaxed);
     let handle = std::thread::Builder::new()
         .name(name.clone())
+        .stack_size(SCRIPT_STACK)
         .spawn(move || {
             let engines = for_thread.engines.clone();
             let db = Database::at(&for_thread.config.db_location());

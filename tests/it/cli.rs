@@ -211,7 +211,7 @@ fn options_no_host_can_run_with_are_usage_errors_exit_2() {
 
 #[test]
 fn a_thread_the_system_will_not_start_is_an_error_not_a_panic() {
-    // A default stack no system can map: every thread the host starts fails to start.
+    // A default stack no system can map: a thread that takes it fails to start.
     let output = Command::new(env!("CARGO_BIN_EXE_authhost"))
         .args(["call", "user_login", "int42", "{}", "--db", ":memory:"])
         .args(["--plugins", &plugins("lua/returns.lua")])
@@ -221,9 +221,11 @@ fn a_thread_the_system_will_not_start_is_an_error_not_a_panic() {
         .expect("the binary runs");
     let log = stderr(&output);
     assert_eq!(output.status.code(), Some(1), "{log}");
+    // The first thread started without a stack size of its own: the watchdog (workers and
+    // the load thread size theirs for scripts).
     assert!(
         log.starts_with(
-            "authhost: cannot start the host: cannot start the thread authhost-worker-0: "
+            "authhost: cannot start the host: cannot start the thread authhost-watchdog: "
         ),
         "{log}"
     );

@@ -40,6 +40,7 @@ mod reload;
 mod reload_python;
 mod serve;
 mod sessions;
+mod stack;
 #[cfg(feature = "python")]
 mod stuck;
 mod upstream;

@@ -8,6 +8,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyModule;
 
 use super::api::{self, LogStream, Stream};
+use crate::engine::MAX_PYTHON_RECURSION;
 use crate::error::Error;
 use crate::lock::lock;
 
@@ -66,12 +67,47 @@ fn set_up(py: Python<'_>, ours: bool) -> PyResult<Interpreter> {
     }
     let source = CString::new(LOADER_SOURCE).expect("loader.py has no NUL byte");
     let loader = PyModule::from_code(py, &source, c"<authhost>/loader.py", c"_authhost_loader")?;
+    if ours {
+        // Inside a Python program the limit is the program's own business.
+        let _ = ORIGINAL_SETRECURSIONLIMIT.set(sys.getattr("setrecursionlimit")?.unbind());
+        sys.setattr(
+            "setrecursionlimit",
+            pyo3::wrap_pyfunction!(setrecursionlimit, py)?,
+        )?;
+    }
     let builtins = py.import("builtins")?;
     Ok(Interpreter {
         loader: loader.unbind(),
         compile: builtins.getattr("compile")?.unbind(),
         exec: builtins.getattr("exec")?.unbind(),
     })
+}
+
+/// CPython's own `sys.setrecursionlimit`, which [`setrecursionlimit`] calls.
+static ORIGINAL_SETRECURSIONLIMIT: OnceLock<Py<PyAny>> = OnceLock::new();
+
+/// `sys.setrecursionlimit` as policies see it: a limit above [`MAX_PYTHON_RECURSION`] is a
+/// `ValueError`. CPython counts C recursion (`repr`, `json.dumps`, a `__getattr__` that calls
+/// itself …) against this limit, and past what a worker's stack holds such recursion would
+/// abort the whole process instead of raising `RecursionError`. Written in Rust, so that
+/// the error's innermost frame is the policy's own line.
+#[pyfunction]
+fn setrecursionlimit(py: Python<'_>, limit: Bound<'_, PyAny>) -> PyResult<()> {
+    if let Ok(wanted) = limit.extract::<i64>() {
+        if wanted > i64::from(MAX_PYTHON_RECURSION) {
+            return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                "sys.setrecursionlimit({wanted}) refused: authhost allows at most \
+                 {MAX_PYTHON_RECURSION}, as deeper recursion would overflow the worker \
+                 thread's stack"
+            )));
+        }
+    }
+    match ORIGINAL_SETRECURSIONLIMIT.get() {
+        Some(original) => original.call1(py, (limit,)).map(drop),
+        None => Err(pyo3::exceptions::PyRuntimeError::new_err(
+            "sys.setrecursionlimit is not available",
+        )),
+    }
 }
 
 /// Serializes loads: sys.path and the helper modules in sys.modules are process-wide, so two
