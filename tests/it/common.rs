@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::Duration;
 
 use authhost::{DecisionError, Host, HostBuilder, Outcome};
@@ -28,6 +29,35 @@ pub fn host(relative: &str) -> Host {
 
 /// A generous timeout for tests that do not test timeouts: the machine may be loaded.
 pub const RELAXED: Duration = Duration::from_secs(20);
+
+/// Set, to the test's name, in the environment of a process [`run_alone`] started.
+pub const ALONE: &str = "AUTHHOST_TEST_ALONE";
+
+/// Runs the `#[ignore]`d test `name` (its whole path, as `--exact` takes it) in a process of
+/// its own, a child of this test binary with [`ALONE`] set, and fails if it does; returns what
+/// it printed. For a test that must not share a process with the other tests, which run at
+/// the same time: one that needs Python not started yet, or that holds Python's GIL, which
+/// would stop every other test's Python calls.
+pub fn run_alone(name: &str) -> String {
+    let output = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", name, "--ignored", "--nocapture"])
+        .env(ALONE, name)
+        .output()
+        .expect("running the test binary");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{name}: {stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("1 passed"), "{name} did not run: {stdout}");
+    stdout
+}
+
+/// Whether this process is the one [`run_alone`] started for the test `name`.
+pub fn alone(name: &str) -> bool {
+    std::env::var_os(ALONE).is_some_and(|running| running == name)
+}
 
 /// The error of an `error` outcome; panics with the outcome otherwise.
 pub fn error_of(outcome: &Outcome) -> DecisionError {

@@ -727,30 +727,15 @@ mod octodb_style {
 
 mod late_start {
     use super::*;
+    use crate::common::{alone, run_alone};
 
-    /// Set for the child process of the test below.
-    const FRESH: &str = "AUTHHOST_TEST_FRESH_PROCESS";
+    const FRESH: &str = "python::late_start::in_a_fresh_process";
 
     #[test]
     fn workers_started_before_python_take_a_thread_state_when_a_reload_brings_it() {
         // Python starts once per process; only a fresh process shows a host whose first set
         // has no Python plugin.
-        let output = Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "python::late_start::in_a_fresh_process",
-                "--ignored",
-            ])
-            .env(FRESH, "1")
-            .output()
-            .expect("running the test binary");
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        assert!(
-            output.status.success(),
-            "{stdout}\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        assert!(stdout.contains("1 passed"), "{stdout}");
+        run_alone(FRESH);
     }
 
     #[test]
@@ -767,7 +752,7 @@ mod late_start {
             node(&host.new_node(r#"{"public_key":"pk-office"}"#)),
             &NodeDecision::Primary
         );
-        if std::env::var_os(FRESH).is_some() {
+        if alone(FRESH) {
             // SAFETY: Py_IsInitialized may be called at any time, before initialization too.
             let initialized = unsafe { pyo3::ffi::Py_IsInitialized() };
             assert_eq!(initialized, 0, "a Lua set started Python");
