@@ -259,12 +259,20 @@ mod exceptions {
 
 mod deadlines {
     use super::*;
+    use crate::common::each_in_own_process;
+
+    each_in_own_process!(
+        a_runaway_loop_is_stopped_and_the_worker_serves_the_next_request,
+        loops_that_catch_exceptions_are_stopped_too,
+        a_call_blocked_in_native_code_is_answered_at_its_deadline,
+        a_call_ending_near_its_deadline_does_not_disturb_the_next_one,
+        a_plugin_that_never_finishes_loading_is_a_load_error,
+    );
 
     /// Short enough to keep the test quick, long enough for a busy machine to answer a
     /// trivial call well within it.
     const SHORT: Duration = Duration::from_millis(1500);
 
-    #[test]
     fn a_runaway_loop_is_stopped_and_the_worker_serves_the_next_request() {
         let host = host(policy("runaway.py"), 1, SHORT);
         for round in 1..=3 {
@@ -278,7 +286,6 @@ mod deadlines {
         }
     }
 
-    #[test]
     fn loops_that_catch_exceptions_are_stopped_too() {
         let host = host(policy("runaway.py"), 1, SHORT);
         error_of(&host.new_node("{}"), ErrorKind::Timeout);
@@ -293,7 +300,6 @@ mod deadlines {
         );
     }
 
-    #[test]
     fn a_call_blocked_in_native_code_is_answered_at_its_deadline() {
         let dir = tempfile::tempdir().unwrap();
         let fifo = dir.path().join("gate");
@@ -323,7 +329,6 @@ mod deadlines {
         }
     }
 
-    #[test]
     fn a_call_ending_near_its_deadline_does_not_disturb_the_next_one() {
         let host = host(policy("runaway.py"), 1, SHORT);
         for (i, busy) in [1400, 1500, 1600].into_iter().enumerate() {
@@ -342,7 +347,6 @@ mod deadlines {
         }
     }
 
-    #[test]
     fn a_plugin_that_never_finishes_loading_is_a_load_error() {
         let file = policy("load_errors/top_loop.py");
         match load_error(&file) {

@@ -11,7 +11,14 @@ use std::time::{Duration, Instant};
 
 use authhost::{Callback, ErrorKind, Host, NodeDecision, Outcome, UserDecision};
 
-use crate::common::{builder, error_of, run_alone, RELAXED};
+use crate::common::{builder, each_in_own_process, error_of, RELAXED};
+
+// The Python scenarios: each alone in its process, with its own GIL.
+each_in_own_process!(
+    python_blocked_in_native_code_is_replaced_and_its_thread_never_answers,
+    python_str_del_and_deep_recursion_past_the_deadline_are_interrupted,
+    a_python_thread_holding_the_gil_is_replaced_and_lua_is_served_meanwhile,
+);
 
 /// The stuck forms' timeout: long enough that a loaded machine starts a replacement worker
 /// (after the 100 ms grace) well within the next request's own.
@@ -140,7 +147,6 @@ fn a_lua_gc_finalizer_is_refused_with_an_error_naming_it() {
     abandoned_threads_end_silently(&host, &rx, "gc");
 }
 
-#[test]
 fn python_blocked_in_native_code_is_replaced_and_its_thread_never_answers() {
     let host = one_worker("stuck/python/stuck.py");
     for (round, form) in ["sleep", "socket"].into_iter().enumerate() {
@@ -154,7 +160,6 @@ fn python_blocked_in_native_code_is_replaced_and_its_thread_never_answers() {
     }
 }
 
-#[test]
 fn python_str_del_and_deep_recursion_past_the_deadline_are_interrupted() {
     let host = one_worker("stuck/python/stuck.py");
     for form in ["str", "del", "recursion"] {
@@ -163,16 +168,8 @@ fn python_str_del_and_deep_recursion_past_the_deadline_are_interrupted() {
     }
 }
 
-/// Holding the GIL stops every Python call in the process, and the other tests of this binary
-/// run in the same process at the same time, some with 1 s deadlines: this one runs alone.
-#[test]
+/// Holds the GIL: stops every Python call in its process, where it runs alone.
 fn a_python_thread_holding_the_gil_is_replaced_and_lua_is_served_meanwhile() {
-    run_alone("stuck::holding_the_gil");
-}
-
-#[test]
-#[ignore = "run in its own process by the test above"]
-fn holding_the_gil() {
     let host = one_worker("stuck/gil");
     // The policy holds the GIL while it reads a byte from this socket: until this test writes.
     let (reader, mut writer) = UnixStream::pair().unwrap();
