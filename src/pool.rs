@@ -361,6 +361,8 @@ mod tests {
     #[derive(Clone, Default)]
     struct BlockingEngine {
         gate: Arc<(Mutex<bool>, Condvar)>,
+        /// How many "block" calls a worker has started.
+        blocked: Arc<std::sync::atomic::AtomicUsize>,
     }
 
     impl BlockingEngine {
@@ -391,6 +393,7 @@ mod tests {
     impl Instance for BlockingEngine {
         fn call(&mut self, call: Call<'_>) -> Result<ScriptValue, DecisionError> {
             if call.args[0] == "block" {
+                self.blocked.fetch_add(1, Ordering::SeqCst);
                 let open = self.gate.0.lock().unwrap();
                 drop(self.gate.1.wait_while(open, |open| !*open).unwrap());
             }
@@ -410,12 +413,18 @@ mod tests {
     #[test]
     fn stuck_workers_are_replaced_up_to_the_bound_then_requests_are_refused() {
         let engine = BlockingEngine::default();
-        let (_dir, pool) = one_worker_pool(Arc::new(engine.clone()), Duration::from_millis(100));
+        // A worker gets stuck only if it takes the request before its deadline: a fresh
+        // thread must start and reach the queue within the timeout. 100 ms was too short on a
+        // loaded machine (the request expired in the queue, no worker got stuck, and none was
+        // replaced); the timeout's length is not what this tests.
+        let (_dir, pool) = one_worker_pool(Arc::new(engine.clone()), Duration::from_secs(1));
         let replaced = || pool.counters_json()["workers_replaced"].as_u64().unwrap();
+        let started = || engine.blocked.load(Ordering::SeqCst) as u64;
         let bound = ABANDONED_PER_WORKER as u64;
         for stuck in 1..=bound {
             let error = ask(&pool, "block").decision.error_cause().cloned().unwrap();
             assert_eq!(error.kind, ErrorKind::Timeout);
+            until("the request reaches a worker", || started() == stuck);
             until("the stuck worker is replaced", || replaced() == stuck);
         }
         assert_eq!(pool.counters_json()["workers_abandoned_live"], bound);
@@ -425,6 +434,7 @@ mod tests {
             ask(&pool, "block").decision.error_cause().unwrap().kind,
             ErrorKind::Timeout
         );
+        until("the request reaches a worker", || started() == bound + 1);
         until("the last stuck worker is left in place", || {
             pool.shared.unreplaced.load(Ordering::Acquire) == 1
         });
@@ -480,7 +490,10 @@ mod tests {
 
     #[test]
     fn a_panicking_worker_answers_error_and_is_replaced() {
-        let (_dir, pool) = one_worker_pool(Arc::new(PanickingEngine), Duration::from_secs(2));
+        // Generous: the panic hook runs before the worker answers, and with RUST_BACKTRACE set
+        // it resolves a backtrace of this large test binary, which took over 2 s on a loaded
+        // machine (the watchdog then answered `timeout`). The timeout is not what this tests.
+        let (_dir, pool) = one_worker_pool(Arc::new(PanickingEngine), Duration::from_secs(30));
         let failed = ask(&pool, "panic");
         let error = failed
             .decision

@@ -4,6 +4,7 @@
 //! half-done work, value mapping, `:memory:` shared by workers, deadlines inside SQLite, and
 //! the Python example policy.
 
+use crate::common::each_in_own_process;
 use crate::db_support;
 
 use std::collections::HashSet;
@@ -207,7 +208,9 @@ fn sql_errors_are_exceptions_that_name_the_problem() {
     );
 }
 
-#[test]
+// With a 1 s deadline for its Python calls: alone in its process, with its own GIL.
+each_in_own_process!(a_query_past_the_deadline_is_stopped_even_under_except_exception);
+
 fn a_query_past_the_deadline_is_stopped_even_under_except_exception() {
     let host = Host::builder()
         .plugins(POLICIES.policy("errors"))

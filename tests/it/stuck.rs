@@ -3,12 +3,22 @@
 //! next request is served. The hosts have ONE worker: the innocent request after a stuck one
 //! can only be answered by that worker, freed, or by its replacement.
 
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
 use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
 use authhost::{Callback, ErrorKind, Host, NodeDecision, Outcome, UserDecision};
 
-use crate::common::{builder, error_of, RELAXED};
+use crate::common::{builder, each_in_own_process, error_of, RELAXED};
+
+// The Python scenarios: each alone in its process, with its own GIL.
+each_in_own_process!(
+    python_blocked_in_native_code_is_replaced_and_its_thread_never_answers,
+    python_str_del_and_deep_recursion_past_the_deadline_are_interrupted,
+    a_python_thread_holding_the_gil_is_replaced_and_lua_is_served_meanwhile,
+);
 
 /// The stuck forms' timeout: long enough that a loaded machine starts a replacement worker
 /// (after the 100 ms grace) well within the next request's own.
@@ -84,6 +94,18 @@ fn abandoned_threads_end_silently(host: &Host, rx: &Receiver<(usize, Outcome)>, 
     );
 }
 
+/// Waits (up to [`RELAXED`]) until the watchdog has replaced `count` stuck workers.
+fn wait_for_replacements(host: &Host, count: u64) {
+    let give_up = Instant::now() + RELAXED;
+    while counter(host, "workers_replaced") < count {
+        assert!(
+            Instant::now() < give_up,
+            "the stuck worker was never replaced"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn wait_for_abandoned_threads(host: &Host, form: &str) {
     let give_up = Instant::now() + RELAXED;
     while counter(host, "workers_abandoned_live") > 0 {
@@ -125,7 +147,6 @@ fn a_lua_gc_finalizer_is_refused_with_an_error_naming_it() {
     abandoned_threads_end_silently(&host, &rx, "gc");
 }
 
-#[test]
 fn python_blocked_in_native_code_is_replaced_and_its_thread_never_answers() {
     let host = one_worker("stuck/python/stuck.py");
     for (round, form) in ["sleep", "socket"].into_iter().enumerate() {
@@ -139,7 +160,6 @@ fn python_blocked_in_native_code_is_replaced_and_its_thread_never_answers() {
     }
 }
 
-#[test]
 fn python_str_del_and_deep_recursion_past_the_deadline_are_interrupted() {
     let host = one_worker("stuck/python/stuck.py");
     for form in ["str", "del", "recursion"] {
@@ -148,31 +168,37 @@ fn python_str_del_and_deep_recursion_past_the_deadline_are_interrupted() {
     }
 }
 
-#[test]
+/// Holds the GIL: stops every Python call in its process, where it runs alone.
 fn a_python_thread_holding_the_gil_is_replaced_and_lua_is_served_meanwhile() {
     let host = one_worker("stuck/gil");
+    // The policy holds the GIL while it reads a byte from this socket: until this test writes.
+    let (reader, mut writer) = UnixStream::pair().unwrap();
+    let fd = reader.as_raw_fd().to_string();
     let (tx, rx) = mpsc::channel();
-    host.call_async(Callback::UserLogin, ["hold", "{}"], move |outcome| {
+    host.call_async(Callback::UserLogin, [fd.as_str(), "{}"], move |outcome| {
         let _ = tx.send((0, outcome));
     });
     let held = rx
         .recv_timeout(RELAXED)
         .expect("the stuck call is answered");
     assert_eq!(error_of(&held.1).kind, ErrorKind::Timeout);
-    // The stuck thread still holds the GIL (sum() runs for seconds): only a fresh worker,
-    // which needs no GIL to start and to run Lua, can answer this.
+    wait_for_replacements(&host, 1);
+    // The stuck thread still holds the GIL: only the fresh worker, which needs no GIL to start
+    // and to run Lua, can answer this.
     let node = host.new_node("{}");
     assert_eq!(
         node.node(),
         Some(&NodeDecision::Secondary),
         "the Lua request was not served: {node:?}"
     );
-    assert_eq!(counter(&host, "workers_replaced"), 1);
-    // Once sum() returns, PolicyTimeout (still being raised) ends the call, and the thread.
+    // Once the read returns, PolicyTimeout (still being raised) ends the call, and the thread.
+    writer.write_all(b"x").unwrap();
     wait_for_abandoned_threads(&host, "hold");
     assert!(
         rx.try_recv().is_err(),
         "the stuck request was answered twice"
     );
     assert_eq!(host.new_node("{}").node(), Some(&NodeDecision::Secondary));
+    assert_eq!(counter(&host, "workers_replaced"), 1);
+    drop(reader);
 }

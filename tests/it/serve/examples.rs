@@ -2,6 +2,7 @@
 //! runs in the real `authhost serve`, logging at debug level, with passwords in every
 //! request; no password reaches its log or its output, and a wrong password is refused.
 
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
@@ -140,15 +141,40 @@ fn the_octodb_style_example_verifies_passwords_and_logs_none() {
     a_user_policy_verifies_passwords_and_logs_none("examples/plugins/octodb_style.py");
 }
 
-/// A local port nothing listens on.
-fn closed_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
+/// A loopback port that refuses connections for as long as the returned socket is open: a
+/// TCP socket bound to it and not listening. (A port bound and let go at once, as this was,
+/// is free for another test's listener, which this binary's other tests start at the same
+/// time, to take before the policy connects.)
+fn closed_port() -> (OwnedFd, u16) {
+    // SAFETY: socket(2) takes plain integers; a non-negative result is a new descriptor,
+    // owned from here on by the OwnedFd.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+    // SAFETY: fd was just returned by socket(2) and nothing else owns it.
+    let socket = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: sockaddr_in is plain data, valid when zeroed.
+    let mut address: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+    address.sin_family = libc::AF_INET as libc::sa_family_t;
+    address.sin_addr.s_addr = u32::from(std::net::Ipv4Addr::LOCALHOST).to_be();
+    let mut length = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    let pointer = (&raw mut address).cast::<libc::sockaddr>();
+    // SAFETY: pointer and length describe `address`, which outlives both calls; port 0 lets
+    // the system choose, and getsockname writes back which.
+    unsafe {
+        assert_eq!(libc::bind(socket.as_raw_fd(), pointer, length), 0, "bind");
+        assert_eq!(
+            libc::getsockname(socket.as_raw_fd(), pointer, &raw mut length),
+            0,
+            "getsockname"
+        );
+    }
+    (socket, u16::from_be(address.sin_port))
 }
 
 #[test]
 fn the_upstream_examples_log_no_password_when_the_backend_is_down() {
-    let upstream = format!("http://127.0.0.1:{}/auth", closed_port());
+    let (_closed, port) = closed_port();
+    let upstream = format!("http://127.0.0.1:{port}/auth");
     let mut examples = vec!["examples/plugins/upstream/upstream.lua"];
     if cfg!(feature = "python") {
         examples.push("examples/plugins/upstream/upstream.py");
