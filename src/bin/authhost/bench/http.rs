@@ -7,8 +7,9 @@
 //! time, as HTTP/1.1 clients do. Pipelined (default): every connection sends its next
 //! request as soon as it has the answer, so `--concurrency` requests are in flight. Paced
 //! (`--rate N`): request *i* is due at *i*/N seconds; a free connection sends it when it is
-//! due, and its latency counts from then, so a stall counts for every request it delays (up
-//! to `--concurrency` in flight).
+//! due. An overdue request's latency counts from when it was due, so a stall counts for every
+//! request it delays (up to `--concurrency` in flight); one sent on time counts from when it
+//! is sent, leaving out the lateness of the client's own timer.
 //!
 //! What each request is: `POST /v1/<callback>` with the arguments as named params (the
 //! default), `POST /rpc` with a JSON-RPC request for `--method`, or `GET --get PATH`.
@@ -258,10 +259,18 @@ async fn client(
             return tally;
         }
         let sent = if interval_ns > 0.0 {
-            // Paced: wait until this request is due, and count its latency from then.
+            // Paced: a request that is overdue (its connection was busy with the one before)
+            // counts its latency from when it was due, so that a server's stall counts for
+            // every request it delays. One that is not due yet waits for its time and counts
+            // from when it is sent: tokio's timer fires up to a millisecond late, and that
+            // lateness is the client's, not the server's.
             let due = start + Duration::from_nanos((index as f64 * interval_ns) as u64);
-            tokio::time::sleep_until(due.into()).await;
-            due
+            if Instant::now() < due {
+                tokio::time::sleep_until(due.into()).await;
+                Instant::now()
+            } else {
+                due
+            }
         } else {
             Instant::now()
         };
