@@ -47,9 +47,19 @@ fn basic(login: &str, password: &str) -> String {
 
 /// The JSON text a policy raised with (`show-login`, `show-node`), from an error decision.
 fn raised_json(answer: &Answer) -> Value {
-    let decision = answer.json();
-    assert_eq!(decision["decision"], "error", "{decision}");
-    let message = decision["error"].as_str().unwrap();
+    // `/auth/request` answers with headers only; the others with the decision JSON.
+    let message = if answer.body.is_empty() {
+        assert_eq!(
+            answer.header("x-authhost-decision"),
+            Some("error"),
+            "{answer:?}"
+        );
+        answer.header("x-authhost-error").unwrap().to_string()
+    } else {
+        let decision = answer.json();
+        assert_eq!(decision["decision"], "error", "{decision}");
+        decision["error"].as_str().unwrap().to_string()
+    };
     let (start, end) = (message.find('{').unwrap(), message.rfind('}').unwrap());
     serde_json::from_str(&message[start..=end]).unwrap_or_else(|e| panic!("{e}: {message}"))
 }
@@ -275,9 +285,13 @@ fn auth_request_maps_decisions_to_200_401_500(plugins: &Path) {
         &request,
         &[("authorization", &basic("alice", "wonderland"))],
     );
-    assert_eq!(allowed.status, 200, "{}", allowed.body);
+    assert_eq!(allowed.status, 200);
     assert_eq!(allowed.header("x-authhost-user-id"), Some("7"));
+    assert_eq!(allowed.header("x-authhost-decision"), Some("user_id"));
     assert_eq!(allowed.header("www-authenticate"), None);
+    // Headers only: nginx closes its connection after an answer with a body.
+    assert_eq!(allowed.body, "");
+    assert_eq!(allowed.header("content-length"), Some("0"));
 
     for (credentials, why) in [
         (Some(basic("alice", "wrong")), "a wrong password"),
@@ -293,7 +307,13 @@ fn auth_request_maps_decisions_to_200_401_500(plugins: &Path) {
             .map(|c| ("authorization", c.as_str()))
             .collect();
         let refused = get(&http, &request, &headers);
-        assert_eq!(refused.status, 401, "{why}: {}", refused.body);
+        assert_eq!(refused.status, 401, "{why}: {refused:?}");
+        assert_eq!(refused.body, "", "{why}");
+        assert_eq!(
+            refused.header("x-authhost-decision"),
+            Some("not_authorized"),
+            "{why}"
+        );
         assert_eq!(
             refused.header("www-authenticate"),
             Some(r#"Basic realm="authhost""#),
@@ -305,7 +325,14 @@ fn auth_request_maps_decisions_to_200_401_500(plugins: &Path) {
     let failed = get(&http, &request, &[("authorization", &basic("boom", "x"))]);
     assert_eq!(failed.status, 500, "nginx refuses on 500: fail closed");
     assert_eq!(failed.header("x-authhost-user-id"), None);
-    assert_eq!(failed.json()["decision"], "error");
+    assert_eq!(failed.header("x-authhost-decision"), Some("error"));
+    assert!(
+        failed
+            .header("x-authhost-error")
+            .is_some_and(|e| e.contains("boom")),
+        "the error names its cause: {failed:?}"
+    );
+    assert_eq!(failed.body, "");
 
     // login_info is {"login", "password"}; node_info the client and the proxy's headers.
     let shown = get(

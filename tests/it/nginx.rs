@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use crate::http_programs::{
-    free_port, gate, http_service, port_of, program, script, status_of, wait_for_port, Answer,
-    PATIENCE,
+    free_port, gate, http_get, http_service, port_of, program, script, status_of, wait_for_port,
+    Answer, PATIENCE,
 };
 
 use crate::common::in_both_languages;
@@ -40,6 +40,40 @@ fn a_backend_that_is_down_keeps_the_client_out() {
     let answer = nginx.curl("/private/", Some("alice:wonderland"));
     assert_eq!(answer.status, 500, "{answer:?}");
     assert!(!answer.body.contains("app:"), "{answer:?}");
+}
+
+/// nginx's `auth_request` closes its connection to the backend after an answer with a body
+/// (it never reads one): `/auth/request` answers with headers only, so that nginx's
+/// `keepalive` connections to authhost are kept, and each check costs no TCP connection.
+#[test]
+fn nginx_keeps_its_connection_to_authhost_from_check_to_check() {
+    let authhost = http_service(&gate("login.lua"), &[]);
+    let nginx = Nginx::start(port_of(&authhost));
+    let before = connections_accepted(&authhost);
+    for _ in 0..20 {
+        let answer = nginx.curl("/private/", Some("alice:wonderland"));
+        assert_eq!(answer.body, "app: user=7 uri=/private/\n", "{answer:?}");
+    }
+    for _ in 0..5 {
+        let answer = nginx.curl("/private/", Some("alice:wrong"));
+        assert_eq!(answer.status, 401, "{answer:?}");
+    }
+    // nginx's one connection, and this scrape's own.
+    let opened = connections_accepted(&authhost) - before;
+    assert!(
+        opened <= 2,
+        "{opened} connections for 25 checks: nginx did not keep its connection"
+    );
+}
+
+/// `authhost_http_connections_total`, from authhost's `/metrics`.
+fn connections_accepted(authhost: &crate::service::Service) -> u64 {
+    let metrics = http_get(authhost, "/metrics", &[]).body;
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("authhost_http_connections_total "))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no authhost_http_connections_total in {metrics}"))
 }
 
 fn alice_gets_through_and_the_application_learns_her_user_id(policy: &Path) {

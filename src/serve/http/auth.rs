@@ -10,7 +10,9 @@
 //!   credentials → 401 with `WWW-Authenticate: Basic realm="authhost"`; `error` → 500, which
 //!   nginx turns into a refusal: fail closed.
 //!
-//! Every answer's body is the decision JSON (contract §3), or a JSON error for bad input.
+//! `/auth` answers with the decision JSON (contract §3) as its body, or a JSON error for bad
+//! input. `/auth/request` answers with headers only (see [`headers_only`]): the decision in
+//! `X-Authhost-Decision`, and what went wrong, if anything, in `X-Authhost-Error`.
 
 use std::sync::Arc;
 
@@ -29,6 +31,16 @@ use crate::host::TokenRefused;
 
 /// The header that carries the user id of an allowed request.
 pub const USER_ID_HEADER: &str = "x-authhost-user-id";
+
+/// The header that carries the decision of an `/auth/request` answer.
+pub const DECISION_HEADER: &str = "x-authhost-decision";
+
+/// The header that carries why an `/auth/request` answer refuses or failed.
+pub const ERROR_HEADER: &str = "x-authhost-error";
+
+/// The longest `X-Authhost-Error` value, in bytes: a policy's error can be long, and proxies
+/// limit the size of the headers they read (nginx: 4 KiB to 8 KiB for all of them).
+const MAX_ERROR_HEADER: usize = 1024;
 
 /// The challenge of a 401 from `/auth/request`.
 const CHALLENGE: &str = r#"Basic realm="authhost""#;
@@ -111,29 +123,71 @@ pub(super) async fn forward(
                 _ => StatusCode::INTERNAL_SERVER_ERROR,
             };
             challenge(with_user_id(
-                json_response(status, &outcome.to_json()),
+                headers_only(status, &outcome.to_json()),
                 &outcome,
             ))
         }
         Credentials::Bearer(token) => {
             let checked = check_token(&front, token).await;
-            let body = crate::host::token_json(&checked);
+            let answer = crate::host::token_json(&checked);
             match checked {
                 Ok(live) => {
-                    let mut response = json_response(StatusCode::OK, &body);
+                    let mut response = headers_only(StatusCode::OK, &answer);
                     response
                         .headers_mut()
                         .insert(USER_ID_HEADER, HeaderValue::from(live.user_id));
                     response
                 }
                 Err(TokenRefused::NotAuthorized) => {
-                    challenge(json_response(StatusCode::UNAUTHORIZED, &body))
+                    challenge(headers_only(StatusCode::UNAUTHORIZED, &answer))
                 }
-                Err(_) => json_response(StatusCode::INTERNAL_SERVER_ERROR, &body),
+                Err(_) => headers_only(StatusCode::INTERNAL_SERVER_ERROR, &answer),
             }
         }
-        Credentials::Missing(why) => challenge(refusal(StatusCode::UNAUTHORIZED, why)),
+        Credentials::Missing(why) => challenge(headers_only(
+            StatusCode::UNAUTHORIZED,
+            &serde_json::json!({ "decision": "not_authorized", "error": why }),
+        )),
     }
+}
+
+/// An `/auth/request` answer: `status` and the `decision` and `error` of `answer` as
+/// headers, with no body. nginx's `auth_request` never reads the body of its subrequest's
+/// answer, and closes its connection to the backend after any answer that has one, so with
+/// a body every check would cost a new TCP connection (and TIME_WAIT sockets by the
+/// thousand), whatever `keepalive` its `upstream` block sets.
+fn headers_only(status: StatusCode, answer: &Value) -> Response {
+    let mut response = status.into_response();
+    let headers = response.headers_mut();
+    if let Some(decision) = answer["decision"].as_str() {
+        if let Ok(value) = HeaderValue::from_str(decision) {
+            headers.insert(DECISION_HEADER, value);
+        }
+    }
+    if let Some(error) = answer["error"].as_str() {
+        if let Ok(value) = HeaderValue::from_bytes(header_text(error).as_bytes()) {
+            headers.insert(ERROR_HEADER, value);
+        }
+    }
+    response
+}
+
+/// `text` as a header value: control characters (a traceback's newlines) become spaces,
+/// and it is cut to [`MAX_ERROR_HEADER`] bytes at a character's boundary, with `…`.
+fn header_text(text: &str) -> String {
+    let mut value: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if value.len() > MAX_ERROR_HEADER {
+        let mut end = MAX_ERROR_HEADER - '…'.len_utf8();
+        while !value.is_char_boundary(end) {
+            end -= 1;
+        }
+        value.truncate(end);
+        value.push('…');
+    }
+    value
 }
 
 /// Adds the `WWW-Authenticate` challenge to a 401.
@@ -246,6 +300,26 @@ mod tests {
             headers.append(header::AUTHORIZATION, HeaderValue::from_str(value).unwrap());
         }
         headers
+    }
+
+    #[test]
+    fn an_error_header_has_no_control_characters_and_a_bounded_length() {
+        let traceback = "Traceback:\n  File \"p.py\", line 3\nValueError: é";
+        let answer = headers_only(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &serde_json::json!({ "decision": "error", "error": traceback }),
+        );
+        let value = answer.headers()[ERROR_HEADER].as_bytes();
+        assert_eq!(
+            std::str::from_utf8(value).unwrap(),
+            "Traceback:   File \"p.py\", line 3 ValueError: é"
+        );
+        assert_eq!(answer.headers()[DECISION_HEADER], "error");
+        // Cut at a character's boundary: 'é' is two bytes.
+        let long = "é".repeat(MAX_ERROR_HEADER);
+        let cut = header_text(&long);
+        assert!(cut.len() <= MAX_ERROR_HEADER, "{}", cut.len());
+        assert!(cut.ends_with("é…"), "{cut}");
     }
 
     #[test]

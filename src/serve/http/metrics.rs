@@ -37,7 +37,11 @@ pub(super) async fn show(State(front): State<Arc<Front>>, headers: HeaderMap) ->
             .is_ok_and(|accept| accept.contains("application/openmetrics-text"))
     });
     let status = front.context.host.status();
-    match render(&status) {
+    let http = Http {
+        accepted: front.open.accepted(),
+        open: front.open.count() as u64,
+    };
+    match render(&status, &http) {
         Ok(text) if openmetrics => {
             (StatusCode::OK, [(header::CONTENT_TYPE, OPENMETRICS)], text).into_response()
         }
@@ -94,8 +98,14 @@ fn prometheus_text(openmetrics: &str) -> String {
 /// A label set of one `(name, value)` pair.
 type Labels = Vec<(String, String)>;
 
-/// The exposition text of `status`.
-fn render(status: &Status) -> Result<String, std::fmt::Error> {
+/// What the HTTP listener that answers the scrape counts of its own connections.
+struct Http {
+    accepted: u64,
+    open: u64,
+}
+
+/// The exposition text of `status` and of the listener's `http` counts.
+fn render(status: &Status, http: &Http) -> Result<String, std::fmt::Error> {
     let counters = &status.counters;
     let mut registry = Registry::with_prefix("authhost");
     registry.register(
@@ -193,6 +203,16 @@ fn render(status: &Status) -> Result<String, std::fmt::Error> {
         "upstream_fallbacks",
         "Fallbacks policies took when an upstream failed",
         counter(upstream.get("fallbacks")),
+    );
+    registry.register(
+        "http_connections",
+        "TCP connections this HTTP listener accepted",
+        counter(Some(&http.accepted.into())),
+    );
+    registry.register(
+        "http_open",
+        "Connections and WebSockets open on this HTTP listener",
+        gauge(http.open),
     );
     let mut text = String::with_capacity(8 << 10);
     prometheus_client::encoding::text::encode(&mut text, &registry)?;

@@ -28,7 +28,7 @@ mod routes;
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -75,10 +75,13 @@ impl Front {
     }
 }
 
-/// Counts open connections and WebSockets.
+/// Counts open connections and WebSockets, and the connections accepted.
 #[derive(Default)]
 pub(crate) struct Tracker {
     open: AtomicUsize,
+    /// Every TCP connection the listener accepted, the ones refused 503 too: a count that
+    /// climbs with the requests means clients (or a proxy) do not keep their connections.
+    accepted: AtomicU64,
 }
 
 /// One open connection or WebSocket; counted until dropped.
@@ -92,8 +95,13 @@ impl Tracker {
     }
 
     /// How many are open.
-    fn count(&self) -> usize {
+    pub fn count(&self) -> usize {
         self.open.load(Ordering::SeqCst)
+    }
+
+    /// How many TCP connections the listener accepted.
+    pub fn accepted(&self) -> u64 {
+        self.accepted.load(Ordering::Relaxed)
     }
 
     /// Waits until nothing is open, or `deadline`; whether nothing is.
@@ -178,7 +186,9 @@ async fn serve(
     let mut stopped = tokio::task::spawn_blocking(move || stop.recv().ok());
     loop {
         tokio::select! {
-            accepted = listener.accept() => match accepted {
+            accepted = listener.accept() => match accepted.inspect(|_| {
+                open.accepted.fetch_add(1, Ordering::Relaxed);
+            }) {
                 Ok((stream, peer)) if open.count() >= limits.max_connections => {
                     log::warn!(
                         "{peer}: answered 503, already serving {} HTTP connections",
