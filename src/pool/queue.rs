@@ -207,17 +207,16 @@ impl Queue {
                         continue;
                     }
                     let slept = Instant::now();
+                    // `None`: a ring, to look at the lane.
                     let woken = crossbeam_channel::select! {
-                        recv(self.receiver) -> message => message,
-                        recv(self.rings) -> _ => {
-                            local.spin = slept.elapsed() < SHORT_WAIT;
-                            continue;
-                        }
+                        recv(self.receiver) -> message => Some(message),
+                        recv(self.rings) -> _ => None,
                     };
                     local.spin = slept.elapsed() < SHORT_WAIT;
                     match woken {
-                        Ok(Message::Job(job)) => job,
-                        Ok(Message::Stop) | Err(_) => {
+                        None => continue,
+                        Some(Ok(Message::Job(job))) => job,
+                        Some(Ok(Message::Stop) | Err(_)) => {
                             local.stopping = true;
                             return None;
                         }
